@@ -1,0 +1,201 @@
+"""`python -m bot`: run the bot, check the set-up, sync commands, and operator tools."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from bot.settings import Settings, SettingsError
+
+log = logging.getLogger("bot")
+
+# Operator tools live in their own modules and are imported only when asked for.
+TOOLS: dict[str, tuple[str, str]] = {
+    "infer": ("bot.infer_cli", "run a model once from the shell (JSON in, JSON out)"),
+    "playground": ("bot.playground", "try the bot in a terminal, no Discord account needed"),
+    "finetune": ("bot.finetune_cli", "fine-tune a model from the shell"),
+}
+
+EXIT_USAGE = 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in TOOLS:
+        module_name, _ = TOOLS[args[0]]
+        module = importlib.import_module(module_name)
+        tool: Callable[[list[str]], int] = module.main
+        return tool(args[1:])
+
+    parser = argparse.ArgumentParser(
+        prog="python -m bot",
+        description="hfcord: Hugging Face models in your Discord server.",
+        epilog="Operator tools: "
+        + "; ".join(f"{name}: {help_}" for name, (_, help_) in TOOLS.items()),
+    )
+    parser.add_argument(
+        "command",
+        nargs="?",
+        default="run",
+        choices=["run", "check", "sync", *TOOLS],
+        help="run the bot (default), check the set-up, or sync slash commands globally",
+    )
+    parser.add_argument("--env-file", default=".env", help="settings file (default: .env)")
+    parsed = parser.parse_args(args)
+
+    try:
+        settings = Settings.load(env_file=parsed.env_file)
+    except SettingsError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return EXIT_USAGE
+
+    if parsed.command == "check":
+        return check(settings)
+    try:
+        token = settings.token_value()
+    except SettingsError as exc:
+        print(exc.problems[0], file=sys.stderr)
+        return EXIT_USAGE
+
+    from bot.logs import setup_logging
+
+    setup_logging(settings.log_level, secrets=[token])
+    runner = _sync if parsed.command == "sync" else _run
+    try:
+        return asyncio.run(runner(settings, token))
+    except KeyboardInterrupt:
+        return 0
+
+
+async def _run(settings: Settings, token: str) -> int:
+    import discord
+
+    from bot.app import open_app
+
+    async with open_app(settings) as bot:
+        try:
+            await bot.start(token)
+        except discord.LoginFailure:
+            log.error(
+                "Discord refused the token in DISCORD_TOKEN; reset it in the developer portal."
+            )
+            return 1
+        except discord.PrivilegedIntentsRequired:
+            log.error("Discord refused the gateway intents; see README.md, 'Intents'.")
+            return 1
+    return 0
+
+
+async def _sync(settings: Settings, token: str) -> int:
+    import discord
+
+    from bot.app import open_app
+
+    async with open_app(settings, sync_commands=False) as bot:
+        try:
+            await bot.login(token)  # runs setup_hook, which loads the cogs
+        except discord.LoginFailure:
+            log.error(
+                "Discord refused the token in DISCORD_TOKEN; reset it in the developer portal."
+            )
+            return 1
+        synced = await bot.tree.sync()
+        print(
+            f"Synced {len(synced)} global command(s); Discord can take up to an hour to show them."
+        )
+    return 0
+
+
+def check(settings: Settings) -> int:
+    """Validate the set-up without connecting to Discord; one line per problem."""
+    try:
+        settings.token_value()
+    except SettingsError as exc:
+        print(exc.problems[0], file=sys.stderr)
+        return EXIT_USAGE
+
+    problems: list[str] = []
+    print(f"data dir: {settings.data_dir.resolve()}")
+    problems.extend(asyncio.run(_check_store(settings)))
+
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}
+    for task, ref, gguf in (
+        ("generation", settings.generation_model, settings.generation_gguf_file),
+        ("sentiment", settings.sentiment_model, None),
+        ("ner", settings.ner_model, None),
+        ("qa", settings.qa_model, None),
+    ):
+        where, local, problem = describe_model(ref, gguf, settings, offline=offline)
+        print(f"{task}: {ref}{f' ({gguf})' if gguf else ''}: {where}")
+        if problem:
+            problems.append(f"{task} model {ref}: {problem}")
+
+    from bot.client import discover_extensions, extension_is_available
+
+    for name in discover_extensions():
+        if not extension_is_available(name):
+            problems.append(
+                f"cog {name} does not import; run `python -c 'import {name}'` to see why"
+            )
+
+    for problem in problems:
+        print(f"problem: {problem}", file=sys.stderr)
+    if problems:
+        return 1
+    print("ok: settings, store and models look ready")
+    return 0
+
+
+async def _check_store(settings: Settings) -> list[str]:
+    from bot.store import Store
+
+    try:
+        store = await Store.open(settings.database_path)
+    except Exception as exc:  # report, don't crash: this is a diagnostic command
+        return [f"could not open the database {settings.database_path}: {exc}"]
+    try:
+        version = await store.schema_version()
+        print(f"database: {settings.database_path} (schema version {version})")
+    finally:
+        await store.close()
+    return []
+
+
+def describe_model(
+    ref: str, gguf_file: str | None, settings: Settings, *, offline: bool
+) -> tuple[str, bool, str | None]:
+    """Where a model comes from, whether it is on this machine, and a problem if any."""
+    path = Path(ref).expanduser()
+    if ref.startswith((".", "/", "~")) or path.exists():
+        if not path.is_dir():
+            return "local path", False, f"{path} is not a folder"
+        needed = gguf_file or "config.json"
+        if not (path / needed).is_file():
+            return "local path", False, f"{path} has no {needed}"
+        return "local path, present", True, None
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return "Hugging Face hub", False, None
+    cached = try_to_load_from_cache(ref, gguf_file or "config.json")
+    if isinstance(cached, str):
+        return "Hugging Face hub, in the local cache", True, None
+    if offline:
+        return (
+            "Hugging Face hub, not downloaded",
+            False,
+            "not in the local cache and HF_HUB_OFFLINE is set; download it once or point the "
+            "setting at a local folder",
+        )
+    return "Hugging Face hub, downloads on first use", False, None
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,68 @@
+"""The composition root: settings -> store -> registry -> bot."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+from bot.client import HFCordBot
+from bot.settings import Settings
+from bot.store import Store
+
+if TYPE_CHECKING:
+    from models.registry import ModelRegistry
+
+log = logging.getLogger(__name__)
+
+
+def build_registry(settings: Settings) -> ModelRegistry:
+    """The model registry for the configured models (nothing is loaded until first use)."""
+    from models.registry import ModelRegistry
+    from models.specs import default_specs
+
+    specs = default_specs(
+        generation=settings.generation_model,
+        generation_gguf_file=settings.generation_gguf_file,
+        sentiment=settings.sentiment_model,
+        ner=settings.ner_model,
+        qa=settings.qa_model,
+        device=settings.device,
+        max_new_tokens=settings.max_new_tokens,
+    )
+    return ModelRegistry(
+        specs,
+        allowed_roots=settings.allowed_model_roots,
+        torch_threads=settings.torch_threads,
+    )
+
+
+@asynccontextmanager
+async def open_app(
+    settings: Settings,
+    *,
+    registry: ModelRegistry | None = None,
+    extensions: Sequence[str] | None = None,
+    sync_commands: bool = True,
+) -> AsyncIterator[HFCordBot]:
+    """Open everything the bot owns and close it all on exit; the caller starts the bot."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    store = await Store.open(settings.database_path)
+    owns_registry = registry is None
+    try:
+        if registry is None:
+            registry = build_registry(settings)
+        bot = HFCordBot(
+            settings=settings,
+            store=store,
+            registry=registry,
+            extensions=extensions,
+            sync_commands=sync_commands,
+        )
+        async with bot:
+            yield bot
+    finally:
+        if owns_registry and registry is not None:
+            await registry.close()
+        await store.close()

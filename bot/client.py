@@ -1,0 +1,99 @@
+"""The Bot subclass: owns settings, store and the model registry; loads the cogs."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import pkgutil
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import discord
+from discord.ext import commands
+
+import cogs
+from bot.errors import HFCordTree
+from bot.reply import NO_MENTIONS
+from bot.settings import Settings
+from bot.store import Store
+
+if TYPE_CHECKING:
+    from models.registry import ModelRegistry
+
+log = logging.getLogger(__name__)
+
+
+def discover_extensions() -> list[str]:
+    """Every module in `cogs/` (one per task), in name order."""
+    return sorted(
+        f"{cogs.__name__}.{info.name}"
+        for info in pkgutil.iter_modules(cogs.__path__)
+        if not info.name.startswith("_")
+    )
+
+
+class HFCordBot(commands.Bot):
+    """hfcord's bot; cogs reach shared objects through its typed attributes."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        store: Store,
+        registry: ModelRegistry | None = None,
+        jobs: Any | None = None,
+        extensions: Sequence[str] | None = None,
+        sync_commands: bool = True,
+    ) -> None:
+        # Slash commands and context menus only: no privileged intents are needed
+        # (interactions carry the message they target).
+        intents = discord.Intents.default()
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            intents=intents,
+            tree_cls=HFCordTree,
+            allowed_mentions=NO_MENTIONS,
+            help_command=None,
+        )
+        self.settings = settings
+        self.store = store
+        self.registry = registry
+        self.jobs = jobs
+        self.extension_names = list(extensions) if extensions is not None else None
+        self.sync_commands = sync_commands
+        self.loaded_extensions: list[str] = []
+        self.failed_extensions: dict[str, str] = {}
+
+    async def setup_hook(self) -> None:
+        names = self.extension_names if self.extension_names is not None else discover_extensions()
+        for name in names:
+            try:
+                await self.load_extension(name)
+            except Exception as exc:
+                # One broken cog must not take the others down.
+                cause = exc.__cause__ or exc
+                self.failed_extensions[name] = f"{type(cause).__name__}: {cause}"
+                log.exception("could not load %s; continuing without it", name)
+            else:
+                self.loaded_extensions.append(name)
+        log.info(
+            "loaded %d cog(s): %s", len(self.loaded_extensions), ", ".join(self.loaded_extensions)
+        )
+        if self.sync_commands and self.settings.dev_guild_id is not None:
+            guild = discord.Object(id=self.settings.dev_guild_id)
+            self.tree.copy_global_to(guild=guild)
+            synced = await self.tree.sync(guild=guild)
+            log.info("synced %d command(s) to dev guild %s", len(synced), guild.id)
+
+    async def on_ready(self) -> None:
+        assert self.user is not None
+        log.info("logged in as %s (%s) in %d server(s)", self.user, self.user.id, len(self.guilds))
+
+
+def extension_is_available(name: str) -> bool:
+    """Whether a cog module imports (used by `python -m bot check`)."""
+    try:
+        importlib.import_module(name)
+    except Exception:
+        return False
+    return True

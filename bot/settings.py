@@ -1,0 +1,185 @@
+"""Typed, validated settings read from the environment and `.env`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_GENERATION_MODEL = "gpt2"
+DEFAULT_SENTIMENT_MODEL = "distilbert-base-uncased-finetuned-sst-2-english"
+DEFAULT_NER_MODEL = "dbmdz/bert-large-cased-finetuned-conll03-english"
+DEFAULT_QA_MODEL = "distilbert-base-cased-distilled-squad"
+
+_LOG_LEVELS = {"CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"}
+
+
+class SettingsError(Exception):
+    """Settings could not be loaded; the message names each bad variable."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def _split_list(value: Any) -> Any:
+    if isinstance(value, str):
+        return [part.strip() for part in value.replace(";", ",").split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Everything hfcord reads from its environment. Frozen once loaded."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+        populate_by_name=True,
+        hide_input_in_errors=True,
+    )
+
+    discord_token: SecretStr | None = Field(default=None, alias="DISCORD_TOKEN")
+    data_dir: Path = Field(default=Path("./data"), alias="HFCORD_DATA_DIR")
+    dev_guild_id: int | None = Field(default=None, alias="HFCORD_DEV_GUILD_ID", gt=0)
+    admin_ids: Annotated[frozenset[int], NoDecode] = Field(
+        default=frozenset(), alias="HFCORD_ADMIN_IDS"
+    )
+
+    generation_model: str = Field(default=DEFAULT_GENERATION_MODEL, alias="HFCORD_GENERATION_MODEL")
+    generation_gguf_file: str | None = Field(default=None, alias="HFCORD_GENERATION_GGUF_FILE")
+    sentiment_model: str = Field(default=DEFAULT_SENTIMENT_MODEL, alias="HFCORD_SENTIMENT_MODEL")
+    ner_model: str = Field(default=DEFAULT_NER_MODEL, alias="HFCORD_NER_MODEL")
+    qa_model: str = Field(default=DEFAULT_QA_MODEL, alias="HFCORD_QA_MODEL")
+    model_roots: Annotated[tuple[Path, ...], NoDecode] = Field(
+        default=(), alias="HFCORD_MODEL_ROOTS"
+    )
+    device: str = Field(default="cpu", alias="HFCORD_DEVICE")
+    torch_threads: int | None = Field(default=None, alias="HFCORD_TORCH_THREADS", ge=1, le=256)
+
+    command_cooldown_s: float = Field(default=5.0, alias="HFCORD_COMMAND_COOLDOWN_S", ge=0, le=3600)
+    max_input_chars: int = Field(default=2000, alias="HFCORD_MAX_INPUT_CHARS", ge=1, le=100_000)
+    max_new_tokens: int = Field(default=200, alias="HFCORD_MAX_NEW_TOKENS", ge=1, le=4096)
+    context_max_chars: int = Field(default=100_000, alias="HFCORD_CONTEXT_MAX_CHARS", ge=1)
+    upload_max_bytes: int = Field(default=1_000_000, alias="HFCORD_UPLOAD_MAX_BYTES", ge=1)
+    qa_min_score: float = Field(default=0.1, alias="HFCORD_QA_MIN_SCORE", ge=0, le=1)
+    finetune_upload_max_bytes: int = Field(
+        default=20_000_000, alias="HFCORD_FINETUNE_UPLOAD_MAX_BYTES", ge=1
+    )
+    finetune_max_concurrent: int = Field(
+        default=1, alias="HFCORD_FINETUNE_MAX_CONCURRENT", ge=1, le=16
+    )
+    log_level: str = Field(default="INFO", alias="HFCORD_LOG_LEVEL")
+
+    @field_validator("admin_ids", mode="before")
+    @classmethod
+    def _parse_admin_ids(cls, value: Any) -> Any:
+        items = _split_list(value)
+        if isinstance(items, list):
+            for item in items:
+                if isinstance(item, str) and not item.isdigit():
+                    raise ValueError(
+                        f"expected comma-separated Discord user ids (digits), got {item!r}"
+                    )
+            return frozenset(int(item) for item in items)
+        return value
+
+    @field_validator("model_roots", mode="before")
+    @classmethod
+    def _parse_roots(cls, value: Any) -> Any:
+        items = _split_list(value)
+        if isinstance(items, list):
+            return tuple(Path(item).expanduser() for item in items)
+        return value
+
+    @field_validator("data_dir", mode="after")
+    @classmethod
+    def _expand_data_dir(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    @field_validator("generation_model", "sentiment_model", "ner_model", "qa_model", mode="after")
+    @classmethod
+    def _non_empty(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise ValueError("expected a Hugging Face model id or a local path, got an empty value")
+        return value
+
+    @field_validator("generation_gguf_file", mode="after")
+    @classmethod
+    def _gguf_name(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not value.endswith(".gguf"):
+            raise ValueError(f"expected a file name ending in .gguf, got {value!r}")
+        return value.strip()
+
+    @field_validator("device", mode="after")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value in {"cpu", "cuda", "mps"} or (value.startswith("cuda:") and value[5:].isdigit()):
+            return value
+        raise ValueError(f"expected cpu, cuda, cuda:N or mps, got {value!r}")
+
+    @field_validator("log_level", mode="after")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        value = value.strip().upper()
+        if value not in _LOG_LEVELS:
+            raise ValueError(f"expected one of {', '.join(sorted(_LOG_LEVELS))}, got {value!r}")
+        return value
+
+    @classmethod
+    def load(cls, env_file: str | Path | None = ".env", **overrides: Any) -> Settings:
+        """Read settings; raise `SettingsError` naming every bad variable."""
+        try:
+            return cls(_env_file=env_file, **overrides)  # type: ignore[call-arg]
+        except ValidationError as exc:
+            raise SettingsError(_describe(exc)) from None
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "hfcord.sqlite3"
+
+    @property
+    def models_dir(self) -> Path:
+        """Where fine-tuned models are written."""
+        return self.data_dir / "models"
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.data_dir / "uploads"
+
+    @property
+    def allowed_model_roots(self) -> tuple[Path, ...]:
+        """Local folders a model path given in Discord may point into."""
+        return (self.data_dir.resolve(), *(root.resolve() for root in self.model_roots))
+
+    def token_value(self) -> str:
+        """The bot token; raises `SettingsError` when it is not set."""
+        if self.discord_token is None or not self.discord_token.get_secret_value().strip():
+            raise SettingsError(
+                [
+                    "DISCORD_TOKEN is not set: put your bot token in the environment or in .env "
+                    "(see README.md, 'Create the Discord application')."
+                ]
+            )
+        return self.discord_token.get_secret_value().strip()
+
+
+def _describe(exc: ValidationError) -> list[str]:
+    fields = Settings.model_fields
+    problems = []
+    for error in exc.errors(include_input=False, include_url=False):
+        name = str(error["loc"][0]) if error["loc"] else "settings"
+        field = fields.get(name)
+        env_name = field.alias if field is not None and field.alias else name
+        message = error["msg"]
+        if message.startswith("Value error, "):
+            message = message[len("Value error, ") :]
+        problems.append(f"{env_name}: {message}")
+    return problems
