@@ -132,7 +132,7 @@ def check(settings: Settings) -> int:
         ("ner", settings.ner_model, None),
         ("qa", settings.qa_model, None),
     ):
-        where, local, problem = describe_model(ref, gguf, settings, offline=offline)
+        where, problem = describe_model(ref, gguf, settings, offline=offline)
         print(f"{task}: {ref}{f' ({gguf})' if gguf else ''}: {where}")
         if problem:
             problems.append(f"{task} model {ref}: {problem}")
@@ -170,31 +170,30 @@ async def _check_store(settings: Settings) -> list[str]:
 
 def describe_model(
     ref: str, gguf_file: str | None, settings: Settings, *, offline: bool
-) -> tuple[str, bool, str | None]:
-    """Where a model comes from, whether it is on this machine, and a problem if any."""
+) -> tuple[str, str | None]:
+    """Where a model comes from (and whether it is on this machine), and a problem if any."""
     path = Path(ref).expanduser()
     if ref.startswith((".", "/", "~")) or path.exists():
         if not path.is_dir():
-            return "local path", False, f"{path} is not a folder"
+            return "local path", f"{path} is not a folder"
         needed = gguf_file or "config.json"
         if not (path / needed).is_file():
-            return "local path", False, f"{path} has no {needed}"
-        return "local path, present", True, None
+            return "local path", f"{path} has no {needed}"
+        return "local path, present", None
     try:
         from huggingface_hub import try_to_load_from_cache
     except ImportError:
-        return "Hugging Face hub", False, None
+        return "Hugging Face hub", None
     cached = try_to_load_from_cache(ref, gguf_file or "config.json")
     if isinstance(cached, str):
-        return "Hugging Face hub, in the local cache", True, None
+        return "Hugging Face hub, in the local cache", None
     if offline:
         return (
             "Hugging Face hub, not downloaded",
-            False,
             "not in the local cache and HF_HUB_OFFLINE is set; download it once or point the "
             "setting at a local folder",
         )
-    return "Hugging Face hub, downloads on first use", False, None
+    return "Hugging Face hub, downloads on first use", None
 
 
 if __name__ == "__main__":
