@@ -40,6 +40,7 @@ class Settings(BaseSettings):
         frozen=True,
         populate_by_name=True,
         hide_input_in_errors=True,
+        env_ignore_empty=True,
     )
 
     discord_token: SecretStr | None = Field(default=None, alias="DISCORD_TOKEN")

@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from bot.logs import RedactingFormatter
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, cwd: Path
+) -> subprocess.CompletedProcess[str]:
+    base = {
+        k: v for k, v in os.environ.items() if not k.startswith("HFCORD_") and k != "DISCORD_TOKEN"
+    }
+    base["PYTHONPATH"] = str(ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args],
+        capture_output=True,
+        text=True,
+        env={**base, **(env or {})},
+        cwd=cwd,
+        timeout=120,
+    )
+
+
+def test_check_without_token_is_one_sentence_and_exit_2(tmp_path: Path) -> None:
+    result = run_cli("check", cwd=tmp_path)
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("DISCORD_TOKEN is not set")
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_run_without_token_exits_2_without_traceback(tmp_path: Path) -> None:
+    result = run_cli(cwd=tmp_path)
+    assert result.returncode == 2
+    assert "DISCORD_TOKEN" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_bad_setting_names_the_variable(tmp_path: Path) -> None:
+    result = run_cli("check", env={"HFCORD_DEVICE": "tpu", "DISCORD_TOKEN": "x" * 40}, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.startswith("HFCORD_DEVICE: expected cpu")
+
+
+def test_check_reports_store_and_models(tmp_path: Path) -> None:
+    model_dir = tmp_path / "local-model"
+    model_dir.mkdir()
+    (model_dir / "config.json").write_text("{}")
+    env = {
+        "DISCORD_TOKEN": "x" * 40,
+        "HFCORD_DATA_DIR": str(tmp_path / "data"),
+        "HFCORD_SENTIMENT_MODEL": str(model_dir),
+        "HFCORD_NER_MODEL": str(tmp_path / "missing"),
+        "HF_HUB_OFFLINE": "1",
+    }
+    result = run_cli("check", env=env, cwd=tmp_path)
+    assert result.returncode == 1
+    assert (tmp_path / "data" / "hfcord.sqlite3").exists()
+    assert f"sentiment: {model_dir}: local path, present" in result.stdout
+    assert "problem: ner model" in result.stderr
+    assert "problem: generation model gpt2: not in the local cache" in result.stderr
+    assert "x" * 40 not in result.stdout + result.stderr
+
+
+def test_env_file_is_honoured(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("HFCORD_DEVICE=tpu\n")
+    result = run_cli("check", cwd=tmp_path)
+    assert result.returncode == 2 and "HFCORD_DEVICE" in result.stderr
+
+
+def test_formatter_redacts_the_token() -> None:
+    token = "MTIz.very-secret-token-value"
+    formatter = RedactingFormatter("%(message)s", [token])
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "token is %s", (token,), None)
+    assert formatter.format(record) == "token is [redacted]"
+    try:
+        raise RuntimeError(f"login failed for {token}")
+    except RuntimeError:
+        record = logging.LogRecord("x", logging.ERROR, __file__, 1, "boom", (), sys.exc_info())
+    assert token not in formatter.format(record)

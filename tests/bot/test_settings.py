@@ -1,0 +1,135 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from bot.settings import Settings, SettingsError
+
+
+def load(monkeypatch: pytest.MonkeyPatch, **env: str) -> Settings:
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return Settings.load(env_file=None)
+
+
+def test_defaults_are_the_seed_models(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = load(monkeypatch)
+    assert settings.generation_model == "gpt2"
+    assert settings.sentiment_model == "distilbert-base-uncased-finetuned-sst-2-english"
+    assert settings.ner_model == "dbmdz/bert-large-cased-finetuned-conll03-english"
+    assert settings.qa_model == "distilbert-base-cased-distilled-squad"
+    assert settings.data_dir == Path("data")
+    assert settings.database_path == Path("data") / "hfcord.sqlite3"
+    assert settings.admin_ids == frozenset()
+    assert settings.discord_token is None
+
+
+def test_environment_overrides(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    settings = load(
+        monkeypatch,
+        HFCORD_DATA_DIR=str(tmp_path),
+        HFCORD_ADMIN_IDS="12, 34;56",
+        HFCORD_DEV_GUILD_ID="99",
+        HFCORD_GENERATION_MODEL="/models/smol",
+        HFCORD_GENERATION_GGUF_FILE="smol.Q4_1.gguf",
+        HFCORD_MODEL_ROOTS=f"{tmp_path}/a,{tmp_path}/b",
+        HFCORD_DEVICE="CUDA:1",
+    )
+    assert settings.admin_ids == frozenset({12, 34, 56})
+    assert settings.dev_guild_id == 99
+    assert settings.generation_gguf_file == "smol.Q4_1.gguf"
+    assert settings.device == "cuda:1"
+    assert settings.allowed_model_roots == (
+        tmp_path.resolve(),
+        (tmp_path / "a").resolve(),
+        (tmp_path / "b").resolve(),
+    )
+
+
+def test_env_file_is_read(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("HFCORD_SENTIMENT_MODEL=my/model\nHFCORD_COMMAND_COOLDOWN_S=2.5\n")
+    settings = Settings.load(env_file=env_file)
+    assert settings.sentiment_model == "my/model"
+    assert settings.command_cooldown_s == 2.5
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        (
+            "HFCORD_ADMIN_IDS",
+            "12,abc",
+            "HFCORD_ADMIN_IDS: expected comma-separated Discord user ids",
+        ),
+        ("HFCORD_DEV_GUILD_ID", "guild", "HFCORD_DEV_GUILD_ID: Input should be a valid integer"),
+        ("HFCORD_COMMAND_COOLDOWN_S", "-1", "HFCORD_COMMAND_COOLDOWN_S: Input should be greater"),
+        ("HFCORD_DEVICE", "tpu", "HFCORD_DEVICE: expected cpu, cuda, cuda:N or mps"),
+        (
+            "HFCORD_GENERATION_GGUF_FILE",
+            "model.bin",
+            "HFCORD_GENERATION_GGUF_FILE: expected a file",
+        ),
+        (
+            "HFCORD_SENTIMENT_MODEL",
+            "  ",
+            "HFCORD_SENTIMENT_MODEL: expected a Hugging Face model id",
+        ),
+        ("HFCORD_LOG_LEVEL", "loud", "HFCORD_LOG_LEVEL: expected one of"),
+    ],
+)
+def test_bad_values_name_the_variable(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, expected: str
+) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load(monkeypatch, **{name: value})
+    assert any(problem.startswith(expected) for problem in caught.value.problems), (
+        caught.value.problems
+    )
+
+
+def test_every_bad_variable_is_reported_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load(monkeypatch, HFCORD_DEVICE="tpu", HFCORD_MAX_NEW_TOKENS="lots")
+    assert len(caught.value.problems) == 2
+
+
+def test_token_never_in_repr_or_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    token = "MTIzNDU2Nzg5.secret-token-value.abcdefghijklmnop"
+    settings = load(monkeypatch, DISCORD_TOKEN=token)
+    assert token not in repr(settings)
+    assert token not in str(settings)
+    assert token not in settings.model_dump_json()
+    assert settings.token_value() == token
+    with pytest.raises(SettingsError) as caught:
+        load(monkeypatch, DISCORD_TOKEN=token, HFCORD_DEVICE="tpu")
+    assert token not in str(caught.value)
+
+
+def test_missing_token_is_one_sentence(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = load(monkeypatch)
+    with pytest.raises(SettingsError) as caught:
+        settings.token_value()
+    assert caught.value.problems[0].startswith("DISCORD_TOKEN is not set")
+
+
+def test_settings_are_frozen(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = load(monkeypatch)
+    with pytest.raises(ValidationError):
+        settings.max_new_tokens = 5  # type: ignore[misc]
+    assert settings.model_copy(update={"max_new_tokens": 5}).max_new_tokens == 5
+
+
+def test_env_example_loads_as_is_and_documents_every_setting() -> None:
+    example = Path(__file__).resolve().parents[2] / ".env.example"
+    settings = Settings.load(env_file=example)
+    assert settings == Settings.load(env_file=None)  # the example shows the defaults
+    documented = {
+        line.split("=", 1)[0]
+        for line in example.read_text().splitlines()
+        if "=" in line and not line.startswith("#")
+    }
+    aliases = {field.alias for field in Settings.model_fields.values()}
+    assert documented == aliases
