@@ -1,0 +1,127 @@
+"""Per-channel question-answering contexts, stored in SQLite."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from bot.errors import UserFacingError
+from bot.store import Store
+
+
+class ContextTooLong(UserFacingError):
+    """The context would exceed the configured size."""
+
+
+@dataclass(frozen=True, slots=True)
+class QAContext:
+    channel_id: int
+    guild_id: int | None
+    body: str
+    source: str  # "text" or "file <name>"
+    author_id: int  # who set it (may clear it)
+    created_at: datetime
+    updated_by: int
+    updated_at: datetime
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def _row(row: object) -> QAContext:
+    data = dict(row)  # type: ignore[call-overload]
+    data["created_at"] = datetime.fromisoformat(data["created_at"])
+    data["updated_at"] = datetime.fromisoformat(data["updated_at"])
+    return QAContext(**data)
+
+
+class ContextStore:
+    """Contexts keyed by channel (threads included); the cog decides the thread fallback."""
+
+    def __init__(self, store: Store, *, max_chars: int) -> None:
+        self._store = store
+        self.max_chars = max_chars
+
+    def _check_size(self, size: int) -> None:
+        if size > self.max_chars:
+            raise ContextTooLong(
+                f"That would make this channel's context {size:,} characters long; "
+                f"the limit is {self.max_chars:,}. Shorten it, or clear it and start again."
+            )
+
+    async def get(self, channel_id: int) -> QAContext | None:
+        query = """
+            SELECT channel_id, guild_id, body, source, author_id, created_at, updated_by, updated_at
+            FROM qa_contexts WHERE channel_id = ?
+        """
+        async with self._store.conn.execute(query, (channel_id,)) as cursor:
+            row = await cursor.fetchone()
+        return _row(row) if row is not None else None
+
+    async def set(
+        self, *, channel_id: int, guild_id: int | None, body: str, source: str, author_id: int
+    ) -> QAContext:
+        """Replace the channel's context; the setter becomes its author."""
+        body = body.strip()
+        if not body:
+            raise UserFacingError("The context is empty; give some text to answer questions from.")
+        self._check_size(len(body))
+        now = _now().isoformat()
+        query = """
+            INSERT INTO qa_contexts
+                (channel_id, guild_id, body, source, author_id, created_at, updated_by, updated_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+            ON CONFLICT (channel_id) DO UPDATE SET
+                guild_id = excluded.guild_id, body = excluded.body, source = excluded.source,
+                author_id = excluded.author_id, created_at = excluded.created_at,
+                updated_by = excluded.updated_by, updated_at = excluded.updated_at
+        """
+        async with self._store.transaction() as conn:
+            await conn.execute(
+                query, (channel_id, guild_id, body, source, author_id, now, author_id, now)
+            )
+        context = await self.get(channel_id)
+        assert context is not None
+        return context
+
+    async def append(
+        self, *, channel_id: int, guild_id: int | None, body: str, source: str, author_id: int
+    ) -> QAContext:
+        """Add text at the end (a new paragraph); starts a context when there is none."""
+        body = body.strip()
+        if not body:
+            raise UserFacingError("There is nothing to add; give some text.")
+        async with self._store.transaction() as conn:
+            async with conn.execute(
+                "SELECT body FROM qa_contexts WHERE channel_id = ?", (channel_id,)
+            ) as cursor:
+                row = await cursor.fetchone()
+            now = _now().isoformat()
+            if row is None:
+                self._check_size(len(body))
+                query = """
+                    INSERT INTO qa_contexts (channel_id, guild_id, body, source, author_id,
+                                             created_at, updated_by, updated_at)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                """
+                await conn.execute(
+                    query, (channel_id, guild_id, body, source, author_id, now, author_id, now)
+                )
+            else:
+                combined = f"{row[0]}\n\n{body}"
+                self._check_size(len(combined))
+                query = """
+                    UPDATE qa_contexts SET body = ?, updated_by = ?, updated_at = ?
+                    WHERE channel_id = ?
+                """
+                await conn.execute(query, (combined, author_id, now, channel_id))
+        context = await self.get(channel_id)
+        assert context is not None
+        return context
+
+    async def clear(self, channel_id: int) -> bool:
+        """Remove the channel's context; False when it had none."""
+        async with self._store.transaction() as conn:
+            cursor = await conn.execute("DELETE FROM qa_contexts WHERE channel_id = ?", (channel_id,))
+            return cursor.rowcount > 0

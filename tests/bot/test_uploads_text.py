@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import pytest
+
+from bot.text import clip, quote, sentence_around
+from bot.uploads import UploadError, decode_text
+
+
+def test_decode_accepts_bom_and_crlf() -> None:
+    assert decode_text("\ufeffline one\r\nline two\r\n".encode(), "a.txt") == "line one\nline two\n"
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"", "is empty"),
+        (b"   \n\n", "is empty"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "binary"),
+        (b"caf\xe9 au lait\nsecond line", "not UTF-8"),
+        (bytes(range(1, 32)) * 10, "binary"),
+    ],
+)
+def test_decode_refuses_bad_files(data: bytes, message: str) -> None:
+    with pytest.raises(UploadError, match=message):
+        decode_text(data, "notes.txt")
+
+
+def test_decode_names_the_line_of_bad_bytes() -> None:
+    with pytest.raises(UploadError, match="line 3"):
+        decode_text(b"ok\nok\nbad \xff byte", "notes.txt")
+
+
+def test_sentence_around_finds_the_answer_sentence() -> None:
+    text = "The tower is in Paris. It was finished in 1889! Was it? Yes.\n\nA new paragraph"
+    at = text.index("1889")
+    assert sentence_around(text, at, at + 4) == "It was finished in 1889!"
+    at = text.index("paragraph")
+    assert sentence_around(text, at, at + 9) == "A new paragraph"
+    long = "word " * 400
+    assert len(sentence_around(long, 1000, 1004)) < 620
+
+
+def test_quote_and_clip() -> None:
+    assert quote("a\n\nb") == "> a\n>\n> b"
+    assert clip("abcdef", 4) == "abc…" and clip("abc", 4) == "abc"
