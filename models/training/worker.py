@@ -1,0 +1,603 @@
+"""The training process: ``python -m models.training.worker JOB_SPEC.json``.
+
+Runs one :class:`~models.training.spec.JobSpec` with transformers ``Trainer`` and writes
+progress as JSON lines on its stdout (everything else printed goes to stderr), ending with
+one ``final`` event. It runs in its own process so that a crash or running out of memory
+never takes the bot down. SIGTERM or the spec's cancel file stop it between steps; a
+cancelled or failed run leaves nothing at the output path, a completed one appears there
+in one rename.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TextIO
+
+from models.training.datasets import (
+    ColumnSpec,
+    DatasetError,
+    ParsedDataset,
+    TrainTask,
+    check_validation,
+    sample_examples,
+    split_holdout,
+)
+from models.training.spec import (
+    EVENT_DATASET,
+    EVENT_EVAL,
+    EVENT_FINAL,
+    EVENT_PHASE,
+    EVENT_PROGRESS,
+    EXIT_CANCELLED,
+    EXIT_COMPLETED,
+    EXIT_FAILED,
+    STATUS_CANCELLED,
+    STATUS_COMPLETED,
+    STATUS_FAILED,
+    JobSpec,
+    JobSpecError,
+)
+
+logger = logging.getLogger(__name__)
+
+Emit = Callable[[dict[str, Any]], None]
+
+CURVES_FILE = "training_curves.png"
+METRICS_FILE = "training_metrics.json"
+
+
+class JobCancelled(Exception):
+    """Raised inside the worker when a cancel was requested."""
+
+
+class StopFlag:
+    """Set by SIGTERM or by the cancel file appearing; polled between training steps."""
+
+    def __init__(self, cancel_file: str | None = None) -> None:
+        self._set = False
+        self._cancel_file = cancel_file
+
+    def set(self) -> None:
+        self._set = True
+
+    def is_set(self) -> bool:
+        if not self._set and self._cancel_file and os.path.exists(self._cancel_file):
+            self._set = True
+        return self._set
+
+    def check(self) -> None:
+        if self.is_set():
+            raise JobCancelled
+
+
+# --------------------------------------------------------------------------- data
+
+
+def load_data(spec: JobSpec, emit: Emit) -> tuple[ParsedDataset, ParsedDataset]:
+    """Train and validation data (held out from train when no validation source is given)."""
+    columns = spec.columns or ColumnSpec()
+    train = spec.train.load(spec.task, columns)
+    if spec.validation is not None:
+        validation = spec.validation.load(spec.task, columns)
+    else:
+        train, validation = split_holdout(train, 0.1, seed=spec.seed)
+    check_validation(train, validation)
+    if spec.max_train_examples:
+        train = sample_examples(train, spec.max_train_examples, seed=spec.seed)
+    if spec.max_eval_examples:
+        validation = sample_examples(validation, spec.max_eval_examples, seed=spec.seed)
+    emit(
+        {
+            "event": EVENT_DATASET,
+            "train_examples": len(train),
+            "eval_examples": len(validation),
+            "labels": list(train.labels),
+            "train_source": train.source,
+            "eval_source": validation.source,
+        }
+    )
+    return train, validation
+
+
+# --------------------------------------------------------------------------- trainer glue
+
+
+def _make_callback(spec: JobSpec, emit: Emit, stop: StopFlag, primary: str, history: list) -> Any:
+    from transformers import TrainerCallback
+
+    class ProgressCallback(TrainerCallback):  # type: ignore[misc]
+        """Progress events (throttled), loss/metric history, and the graceful stop."""
+
+        def __init__(self) -> None:
+            self.started = 0.0
+            self.last_emit = 0.0
+            self.last_loss: float | None = None
+            self.last_eval: dict[str, Any] | None = None
+            self.last_eval_step = -1
+
+        def on_train_begin(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
+            self.started = time.monotonic()
+
+        def on_step_end(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
+            if stop.is_set():
+                control.should_training_stop = True
+                return control
+            now = time.monotonic()
+            final = state.global_step >= state.max_steps
+            if state.global_step == 1 or final or now - self.last_emit >= spec.progress_interval_s:
+                self.last_emit = now
+                elapsed = now - self.started
+                rate = elapsed / max(1, state.global_step)
+                emit(
+                    {
+                        "event": EVENT_PROGRESS,
+                        "phase": "training",
+                        "step": state.global_step,
+                        "max_steps": state.max_steps,
+                        "epoch": round(float(state.epoch or 0.0), 4),
+                        "loss": self.last_loss,
+                        "eval_metric": primary,
+                        "eval_value": (self.last_eval or {}).get(f"eval_{primary}"),
+                        "elapsed_s": round(elapsed, 1),
+                        "eta_s": round(rate * (state.max_steps - state.global_step), 1),
+                    }
+                )
+            return control
+
+        def on_log(self, args, state, control, logs=None, **kwargs):  # type: ignore[no-untyped-def]
+            if logs and "loss" in logs:
+                self.last_loss = float(logs["loss"])
+                history.append(
+                    {"step": state.global_step, "epoch": state.epoch, "loss": self.last_loss}
+                )
+
+        def on_evaluate(self, args, state, control, metrics=None, **kwargs):  # type: ignore[no-untyped-def]
+            if not metrics:
+                return
+            metrics = dict(metrics)
+            if spec.task is TrainTask.CAUSAL_LM:
+                from models.training.metrics import add_perplexity
+
+                add_perplexity(metrics)
+            self.last_eval = metrics
+            self.last_eval_step = state.global_step
+            clean = _clean_metrics(metrics)
+            history.append({"step": state.global_step, "epoch": state.epoch, "eval": clean})
+            emit(
+                {
+                    "event": EVENT_EVAL,
+                    "step": state.global_step,
+                    "epoch": round(float(state.epoch or 0.0), 4),
+                    "metrics": clean,
+                }
+            )
+
+        def on_prediction_step(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
+            # Evaluation has no should_stop flag; a cancel during it ends the run here.
+            stop.check()
+
+    return ProgressCallback()
+
+
+_DROP = ("epoch", "runtime", "samples_per_second", "steps_per_second", "model_preparation_time")
+
+
+def _clean_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for key, value in metrics.items():
+        name = key.removeprefix("eval_")
+        if name in _DROP or not isinstance(value, (int, float)) or isinstance(value, bool):
+            continue
+        value = float(value)
+        out[name] = round(value, 6) if math.isfinite(value) else value
+    return out
+
+
+def _effective_max_length(spec: JobSpec, tokenizer: Any, config: Any) -> int:
+    limit = spec.max_length
+    for attr in ("max_position_embeddings", "n_positions"):
+        value = getattr(config, attr, None)
+        if isinstance(value, int) and value > 0:
+            limit = min(limit, value)
+    return limit
+
+
+def _load_model(spec: JobSpec, train: ParsedDataset) -> tuple[Any, Any, dict[int, str]]:
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoModelForQuestionAnswering,
+        AutoModelForSequenceClassification,
+        AutoModelForTokenClassification,
+        AutoTokenizer,
+    )
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(spec.base_model)
+    except Exception as exc:
+        raise JobSpecError(f"Couldn't load the tokenizer of {spec.base_model!r}: {exc}") from exc
+    id2label = dict(enumerate(train.labels))
+    label2id = {label: i for i, label in id2label.items()}
+    try:
+        if spec.task is TrainTask.TEXT_CLASSIFICATION:
+            model = AutoModelForSequenceClassification.from_pretrained(
+                spec.base_model,
+                num_labels=len(id2label),
+                id2label=id2label,
+                label2id=label2id,
+                ignore_mismatched_sizes=True,
+            )
+        elif spec.task is TrainTask.TOKEN_CLASSIFICATION:
+            model = AutoModelForTokenClassification.from_pretrained(
+                spec.base_model,
+                num_labels=len(id2label),
+                id2label=id2label,
+                label2id=label2id,
+                ignore_mismatched_sizes=True,
+            )
+        elif spec.task is TrainTask.QUESTION_ANSWERING:
+            model = AutoModelForQuestionAnswering.from_pretrained(spec.base_model)
+        else:
+            model = AutoModelForCausalLM.from_pretrained(spec.base_model)
+    except Exception as exc:
+        raise JobSpecError(f"Couldn't load {spec.base_model!r} for {spec.task}: {exc}") from exc
+    if not getattr(tokenizer, "is_fast", False) and spec.task in (
+        TrainTask.TOKEN_CLASSIFICATION,
+        TrainTask.QUESTION_ANSWERING,
+    ):
+        raise JobSpecError(
+            f"{spec.base_model!r} has no fast tokenizer, which {spec.task} training needs."
+        )
+    if tokenizer.pad_token is None:
+        # GPT-style tokenizers have no pad token; batching (and pipelines later) need one.
+        tokenizer.pad_token = tokenizer.eos_token
+        model.config.pad_token_id = tokenizer.eos_token_id
+    return tokenizer, model, id2label
+
+
+def run_job(spec: JobSpec, emit: Emit, stop: StopFlag | None = None) -> dict[str, Any]:
+    """Train, evaluate and save; returns the final event. Raises JobCancelled or an error."""
+    stop = stop or StopFlag(spec.cancel_file)
+    started = time.monotonic()
+    spec.check()
+    stop.check()
+    output_dir = Path(spec.output_dir).resolve()
+
+    emit({"event": EVENT_PHASE, "phase": "loading_data"})
+    train, validation = load_data(spec, emit)
+    stop.check()
+
+    emit({"event": EVENT_PHASE, "phase": "loading_model"})
+    import torch
+
+    if spec.torch_threads:
+        torch.set_num_threads(spec.torch_threads)
+    tokenizer, model, id2label = _load_model(spec, train)
+    label2id = {v: k for k, v in id2label.items()}
+    max_length = _effective_max_length(spec, tokenizer, model.config)
+    stop.check()
+
+    emit({"event": EVENT_PHASE, "phase": "tokenizing"})
+    from transformers import (
+        DataCollatorForTokenClassification,
+        DataCollatorWithPadding,
+        PrinterCallback,
+        Trainer,
+        TrainingArguments,
+        default_data_collator,
+    )
+
+    from models.training import features as F
+    from models.training import metrics as M
+
+    compute_metrics: Callable[[Any], dict[str, float]] | None
+    label_names: list[str] | None = None
+    if spec.task is TrainTask.TEXT_CLASSIFICATION:
+        train_f = F.classification_features(train.examples, tokenizer, label2id, max_length)
+        eval_f = F.classification_features(validation.examples, tokenizer, label2id, max_length)
+        collator: Any = DataCollatorWithPadding(tokenizer)
+
+        def compute_metrics(p: Any) -> dict[str, float]:
+            return M.classification_metrics(p.predictions, p.label_ids)
+
+    elif spec.task is TrainTask.TOKEN_CLASSIFICATION:
+        train_f = F.token_features(train.examples, tokenizer, label2id, max_length)
+        eval_f = F.token_features(validation.examples, tokenizer, label2id, max_length)
+        collator = DataCollatorForTokenClassification(tokenizer)
+
+        def compute_metrics(p: Any) -> dict[str, float]:
+            return M.token_metrics(p.predictions, p.label_ids, id2label)
+
+    elif spec.task is TrainTask.QUESTION_ANSWERING:
+        train_f, _ = F.qa_features(train.examples, tokenizer, max_length)
+        eval_f, eval_map = F.qa_features(validation.examples, tokenizer, max_length)
+        collator = default_data_collator
+        label_names = ["start_positions", "end_positions"]
+        eval_examples = validation.examples
+
+        def compute_metrics(p: Any) -> dict[str, float]:
+            start_logits, end_logits = p.predictions[:2]
+            texts = M.qa_predictions(start_logits, end_logits, eval_map, eval_examples)
+            return M.squad_scores(texts, eval_examples)
+
+    else:
+        train_f = F.causal_features(train.examples, tokenizer, max_length)
+        eval_f = F.causal_features(validation.examples, tokenizer, max_length)
+        collator = default_data_collator
+        compute_metrics = None
+    if not train_f or not eval_f:
+        raise DatasetError("After tokenization there is nothing left to train or evaluate on.")
+    stop.check()
+
+    steps_per_epoch = math.ceil(len(train_f) / spec.batch_size)
+    total_steps = spec.max_steps or math.ceil(steps_per_epoch * spec.epochs)
+    evals = max(1, round(min(spec.epochs, total_steps / steps_per_epoch) * spec.evals_per_epoch))
+    eval_steps = max(1, math.ceil(total_steps / evals))
+    use_cpu = spec.device == "cpu" or not torch.cuda.is_available()
+    scratch = tempfile.mkdtemp(prefix="hfcord-trainer-")
+    history: list[dict[str, Any]] = []
+    primary = M.PRIMARY_METRIC[spec.task.value]
+    callback = _make_callback(spec, emit, stop, primary, history)
+    try:
+        args = TrainingArguments(
+            output_dir=scratch,
+            num_train_epochs=spec.epochs,
+            max_steps=spec.max_steps or -1,
+            learning_rate=spec.learning_rate,
+            per_device_train_batch_size=spec.batch_size,
+            per_device_eval_batch_size=max(spec.batch_size, 32),
+            warmup_steps=int(total_steps * spec.warmup_fraction),
+            weight_decay=spec.weight_decay,
+            eval_strategy="steps",
+            eval_steps=eval_steps,
+            save_strategy="no",
+            logging_strategy="steps",
+            logging_steps=max(1, total_steps // 50),
+            report_to="none",
+            disable_tqdm=True,
+            seed=spec.seed,
+            use_cpu=use_cpu,
+            dataloader_num_workers=0,
+            remove_unused_columns=False,
+            label_names=label_names,
+        )
+        trainer = Trainer(
+            model=model,
+            args=args,
+            data_collator=collator,
+            train_dataset=train_f,
+            eval_dataset=eval_f,
+            processing_class=tokenizer,
+            compute_metrics=compute_metrics,
+            callbacks=[callback],
+        )
+        trainer.remove_callback(PrinterCallback)  # our events replace its printed log dicts
+        emit(
+            {
+                "event": EVENT_PHASE,
+                "phase": "training",
+                "max_steps": total_steps,
+                "train_features": len(train_f),
+                "eval_features": len(eval_f),
+            }
+        )
+        train_out = trainer.train()
+        stop.check()
+        if callback.last_eval_step != trainer.state.global_step:
+            emit({"event": EVENT_PHASE, "phase": "evaluating"})
+            trainer.evaluate()
+        stop.check()
+        final_metrics = _clean_metrics(callback.last_eval or {})
+        final_metrics["train_loss"] = round(float(train_out.training_loss), 6)
+        final_metrics["train_examples"] = float(len(train))
+        final_metrics["eval_examples"] = float(len(validation))
+        final_metrics["steps"] = float(trainer.state.global_step)
+        final_metrics["epochs"] = round(float(trainer.state.epoch or 0.0), 4)
+        final_metrics["train_seconds"] = round(time.monotonic() - started, 1)
+
+        emit({"event": EVENT_PHASE, "phase": "saving"})
+        final_dir = _save_atomically(
+            output_dir,
+            lambda tmp: _write_outputs(
+                tmp, trainer, tokenizer, spec, final_metrics, history, primary
+            ),
+        )
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return {
+        "event": EVENT_FINAL,
+        "status": STATUS_COMPLETED,
+        "metrics": final_metrics,
+        "primary_metric": primary,
+        "output_dir": str(final_dir),
+        "plot": str(final_dir / CURVES_FILE),
+        "wall_s": round(time.monotonic() - started, 1),
+    }
+
+
+def _write_outputs(
+    folder: Path,
+    trainer: Any,
+    tokenizer: Any,
+    spec: JobSpec,
+    metrics: dict[str, float],
+    history: list[dict[str, Any]],
+    primary: str,
+) -> None:
+    trainer.model.save_pretrained(str(folder), safe_serialization=True)
+    tokenizer.save_pretrained(str(folder))
+    record = {
+        "task": spec.task.value,
+        "base_model": spec.base_model,
+        "metrics": metrics,
+        "primary_metric": primary,
+        "history": history,
+        "spec": json.loads(spec.to_json()),
+    }
+    (folder / METRICS_FILE).write_text(json.dumps(record, indent=2, default=str))
+    plot_curves(
+        history, primary, folder / CURVES_FILE, title=f"{spec.task.value}: {spec.base_model}"
+    )
+
+
+def _save_atomically(output_dir: Path, write: Callable[[Path], None]) -> Path:
+    """Write into a hidden sibling folder, then rename it to ``output_dir`` in one step."""
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output_dir.parent / f".{output_dir.name}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        write(tmp)
+        if output_dir.exists() and output_dir.is_dir() and not any(output_dir.iterdir()):
+            output_dir.rmdir()  # an empty placeholder folder may be replaced
+        os.rename(tmp, output_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return output_dir
+
+
+def plot_curves(history: list[dict[str, Any]], primary: str, path: Path, *, title: str) -> Path:
+    """Training loss (and eval loss) by step on the left, the eval metric on the right."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    train_pts = [(h["step"], h["loss"]) for h in history if "loss" in h]
+    evals = [(h["step"], h["eval"]) for h in history if "eval" in h]
+    fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(10, 4))
+    try:
+        if train_pts:
+            ax_loss.plot(*zip(*train_pts, strict=True), label="training loss")
+        eval_loss = [(s, m["loss"]) for s, m in evals if "loss" in m]
+        if eval_loss:
+            ax_loss.plot(*zip(*eval_loss, strict=True), "o-", label="validation loss")
+        ax_loss.set_xlabel("step")
+        ax_loss.set_ylabel("loss")
+        ax_loss.legend()
+        ax_loss.grid(alpha=0.3)
+        metric_pts = [(s, m[primary]) for s, m in evals if primary in m]
+        if metric_pts:
+            ax_metric.plot(*zip(*metric_pts, strict=True), "o-", color="tab:green")
+        ax_metric.set_xlabel("step")
+        ax_metric.set_ylabel(f"validation {primary}")
+        ax_metric.grid(alpha=0.3)
+        fig.suptitle(title[:90])
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+    finally:
+        plt.close(fig)
+    return path
+
+
+# --------------------------------------------------------------------------- process entry
+
+
+class _EventWriter:
+    """Writes events as JSON lines to a stream (and optionally appends them to a file)."""
+
+    def __init__(self, stream: TextIO, progress_file: str | None) -> None:
+        self._stream = stream
+        self._file = open(progress_file, "a", encoding="utf-8") if progress_file else None
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        event.setdefault("time", round(time.time(), 3))
+        line = json.dumps(event, default=str)
+        for out in (self._stream, self._file):
+            if out is not None:
+                out.write(line + "\n")
+                out.flush()
+
+
+def _event_stream() -> TextIO:
+    """A private copy of stdout for events; fd 1 then points at stderr so that anything a
+    library prints cannot corrupt the event stream."""
+    fd = os.dup(sys.stdout.fileno())
+    sys.stdout.flush()
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    return os.fdopen(fd, "w", buffering=1, encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the job in ``argv[0]`` (a JSON spec file); exit code per EXIT_* constants."""
+    argv = sys.argv[1:] if argv is None else argv
+    stream = _event_stream()
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s"
+    )
+    if len(argv) != 1:
+        print("usage: python -m models.training.worker JOB_SPEC.json", file=sys.stderr)
+        return 2
+    try:
+        spec = JobSpec.from_json(Path(argv[0]).read_text(encoding="utf-8"))
+    except (OSError, JobSpecError, DatasetError) as exc:
+        _EventWriter(stream, None)(
+            {
+                "event": EVENT_FINAL,
+                "status": STATUS_FAILED,
+                "error": str(exc),
+                "metrics": {},
+                "output_dir": None,
+            }
+        )
+        return EXIT_FAILED
+    emit = _EventWriter(stream, spec.progress_file)
+    stop = StopFlag(spec.cancel_file)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    return run_and_report(spec, emit, stop)
+
+
+def run_and_report(spec: JobSpec, emit: Emit, stop: StopFlag) -> int:
+    """run_job with every outcome turned into one final event and an exit code."""
+    started = time.monotonic()
+
+    def final(status: str, error: str | None = None) -> None:
+        emit(
+            {
+                "event": EVENT_FINAL,
+                "status": status,
+                "metrics": {},
+                "output_dir": None,
+                "error": error,
+                "wall_s": round(time.monotonic() - started, 1),
+            }
+        )
+
+    try:
+        result = run_job(spec, emit, stop)
+    except JobCancelled:
+        logger.info("job cancelled; nothing saved")
+        final(STATUS_CANCELLED)
+        return EXIT_CANCELLED
+    except (DatasetError, JobSpecError) as exc:
+        final(STATUS_FAILED, str(exc))
+        return EXIT_FAILED
+    except MemoryError:
+        traceback.print_exc()
+        final(STATUS_FAILED, "Training ran out of memory; try a smaller batch size or max length.")
+        return EXIT_FAILED
+    except Exception as exc:
+        traceback.print_exc()
+        if stop.is_set():  # an error caused by the interruption itself
+            final(STATUS_CANCELLED)
+            return EXIT_CANCELLED
+        final(STATUS_FAILED, f"Training failed: {type(exc).__name__}: {exc}")
+        return EXIT_FAILED
+    emit(result)
+    return EXIT_COMPLETED
+
+
+if __name__ == "__main__":
+    sys.exit(main())
