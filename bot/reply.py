@@ -234,3 +234,74 @@ async def edit_message(
     return await message.edit(
         content=text, view=view, attachments=attachments, allowed_mentions=NO_MENTIONS
     )
+
+
+async def update_from_component(
+    interaction: discord.Interaction,
+    content: str,
+    *,
+    view: discord.ui.View | None = discord.utils.MISSING,
+) -> None:
+    """Answer a button click by editing the message the button is on."""
+    chunks = _clean(split_message(content)) or ["\u200b"]
+    await interaction.response.edit_message(
+        content=chunks[0], view=view, allowed_mentions=NO_MENTIONS
+    )
+
+
+class StreamingReply:
+    """A reply that grows (streamed generation): rendered into as many messages as it needs.
+
+    Message 0 is the interaction's original response; text past the limit continues in
+    follow-ups. Only changed messages are edited, and the view (e.g. a Stop button) sits on
+    the last message until the reply is final.
+    """
+
+    def __init__(
+        self,
+        interaction: discord.Interaction,
+        *,
+        view: discord.ui.View | None = None,
+        limit: int = MESSAGE_LIMIT,
+    ) -> None:
+        self.interaction = interaction
+        self.view = view
+        self.limit = limit
+        self.messages: list[discord.WebhookMessage | None] = [None]
+        self.rendered: list[str] = []
+        self.view_at: int | None = None
+
+    async def render(self, text: str, *, final: bool = False) -> None:
+        chunks = _clean(split_message(text, self.limit)) or ["…"]
+        want_view_at = None if final or self.view is None else len(chunks) - 1
+        for index, chunk in enumerate(chunks):
+            has_view = index == want_view_at
+            had_view = index == self.view_at
+            view: Any = self.view if has_view else None
+            if index < len(self.rendered):
+                if self.rendered[index] == chunk and has_view == had_view:
+                    continue
+                await self._edit(index, chunk, view)
+            elif index == 0:
+                await self._edit(0, chunk, view)
+            else:
+                message = await self.interaction.followup.send(
+                    chunk,
+                    allowed_mentions=NO_MENTIONS,
+                    view=view if view is not None else discord.utils.MISSING,
+                    wait=True,
+                )
+                self.messages.append(message)
+        self.rendered = chunks
+        self.view_at = want_view_at
+        self.interaction.extras[_SENT_KEY] = True
+
+    async def _edit(self, index: int, content: str, view: discord.ui.View | None) -> None:
+        if index == 0:
+            await self.interaction.edit_original_response(
+                content=content, view=view, allowed_mentions=NO_MENTIONS
+            )
+        else:
+            message = self.messages[index]
+            assert message is not None
+            await message.edit(content=content, view=view, allowed_mentions=NO_MENTIONS)

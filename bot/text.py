@@ -14,8 +14,8 @@ def sentence_around(text: str, start: int, end: int) -> str:
     left = 0
     for match in _SENTENCE_END.finditer(text, 0, start):
         left = match.end()
-    match = _SENTENCE_END.search(text, end)
-    right = match.start() if match else len(text)
+    after = _SENTENCE_END.search(text, end)
+    right = after.start() if after else len(text)
     # A "sentence" can be a whole paragraph without punctuation; keep quotes readable.
     sentence = text[left:right].strip()
     if len(sentence) > 600:

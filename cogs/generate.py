@@ -1,0 +1,134 @@
+"""/generate: text generation streamed into Discord by message edits, with a Stop button."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.checks import is_admin, model_cooldown
+from bot.client import HFCordBot
+from bot.inputs import bounded_text, registry_of
+from bot.reply import StreamingReply, defer, send
+from bot.text import clip
+from models.specs import GenerationParams
+
+EDIT_INTERVAL_S = 1.0  # Discord rate-limits message edits; about one a second reads well
+
+
+class StopButton(discord.ui.View):
+    """Ends a generation early; only the person who asked (or an admin) can press it."""
+
+    def __init__(self, owner_id: int) -> None:
+        super().__init__(timeout=None)
+        self.owner_id = owner_id
+        self.cancel = asyncio.Event()
+
+    async def interaction_check(self, interaction: discord.Interaction[HFCordBot]) -> bool:  # type: ignore[override]
+        if interaction.user.id == self.owner_id or is_admin(interaction):
+            return True
+        await send(
+            interaction, "Only the person who started this generation can stop it.", ephemeral=True
+        )
+        return False
+
+    @discord.ui.button(label="Stop", style=discord.ButtonStyle.danger, emoji="⏹️")
+    async def stop_button(
+        self, interaction: discord.Interaction, button: discord.ui.Button[StopButton]
+    ) -> None:
+        self.cancel.set()
+        button.disabled = True
+        button.label = "Stopping…"
+        # Acknowledge the click; the generation loop renders the final text right after.
+        await interaction.response.defer()
+
+
+def render(prompt: str, text: str, footer: str | None = None) -> str:
+    head = f"**{discord.utils.escape_markdown(clip(prompt, 300))}**"
+    body = text if text.strip() else "…"
+    out = f"{head}\n{body}"
+    if footer:
+        out += f"\n-# {footer}"
+    return out
+
+
+class Generation(commands.Cog):
+    def __init__(self, bot: HFCordBot) -> None:
+        self.bot = bot
+        self._active: set[asyncio.Event] = set()
+
+    async def cog_unload(self) -> None:
+        for cancel in self._active:
+            cancel.set()
+
+    @app_commands.command(name="generate")
+    @app_commands.describe(
+        prompt="What the model should continue or answer",
+        max_tokens="How many tokens to write at most",
+        temperature="0 for the most likely words, higher for more surprising text (0 to 2)",
+        top_p="Sample only from the most likely words making up this probability (0 to 1)",
+    )
+    @model_cooldown()
+    async def generate(
+        self,
+        interaction: discord.Interaction[HFCordBot],
+        prompt: str,
+        max_tokens: app_commands.Range[int, 1, 4096] | None = None,
+        temperature: app_commands.Range[float, 0.0, 2.0] = 0.8,
+        top_p: app_commands.Range[float, 0.0, 1.0] = 0.95,
+    ) -> None:
+        """Write text from a prompt, streamed as it is generated."""
+        settings = self.bot.settings
+        prompt = bounded_text(prompt, settings.max_input_chars, what="prompt")
+        cap = settings.max_new_tokens
+        capped = (
+            f" (max_tokens is capped at {cap})"
+            if max_tokens is not None and max_tokens > cap
+            else ""
+        )
+        params = GenerationParams(
+            max_new_tokens=min(max_tokens or cap, cap), temperature=temperature, top_p=top_p
+        )
+        await defer(interaction)
+        registry = registry_of(self.bot)
+
+        view = StopButton(interaction.user.id)
+        self._active.add(view.cancel)
+        reply = StreamingReply(interaction, view=view, limit=1900)
+        text = ""
+        last_edit = 0.0
+        try:
+            stream = registry.generate(
+                prompt, params, guild_id=interaction.guild_id, cancel=view.cancel
+            )
+            await reply.render(render(prompt, ""))
+            last_edit = time.monotonic()
+            async for piece in stream:
+                text += piece
+                now = time.monotonic()
+                if now - last_edit >= EDIT_INTERVAL_S:
+                    await reply.render(render(prompt, text))
+                    last_edit = now
+            stats = stream.stats
+            reason = {"length": "hit max_tokens", "stop": "finished", "cancelled": "stopped"}.get(
+                stats.finish_reason, stats.finish_reason
+            )
+            footer = f"{stats.new_tokens} tokens · {stats.seconds:.1f} s · {reason}{capped} · {stats.model_id}"
+            await reply.render(render(prompt, stats.text or text, footer), final=True)
+        except BaseException:
+            if reply.rendered:  # take the Stop button away from a reply that will not grow
+                try:
+                    await reply.render(render(prompt, text, "generation failed"), final=True)
+                except discord.HTTPException:
+                    pass
+            raise
+        finally:
+            view.stop()
+            self._active.discard(view.cancel)
+
+
+async def setup(bot: HFCordBot) -> None:
+    await bot.add_cog(Generation(bot))

@@ -1,0 +1,62 @@
+"""/models: which model serves each task here, where it comes from, and its state."""
+
+from __future__ import annotations
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.client import HFCordBot
+from bot.inputs import registry_of
+from bot.reply import send
+from models.results import ModelStatus
+
+_STATE = {
+    "ready": "🟢 ready",
+    "loading": "🟡 loading",
+    "not loaded": "⚪ loads on first use",
+    "failed": "🔴 failed",
+}
+
+
+def status_line(status: ModelStatus) -> str:
+    name = status.model_id + (f" ({status.gguf_file})" if status.gguf_file else "")
+    line = f"**{status.task}**: `{name}` · {status.source}"
+    if status.description:
+        line += f" · {status.description}"
+    line += f" · {_STATE.get(status.state, status.state)}"
+    if status.state == "ready" and status.load_seconds is not None:
+        line += f" (loaded in {status.load_seconds:.1f} s)"
+    if status.state == "failed" and status.reason:
+        line += f": {status.reason}"
+    return line
+
+
+def format_statuses(statuses: list[ModelStatus], guild_id: int | None) -> str:
+    overrides = {s.task: s for s in statuses if guild_id is not None and s.guild_id == guild_id}
+    lines = ["**Models serving this server**" if guild_id else "**Models**"]
+    for status in statuses:
+        if status.guild_id is not None:
+            continue
+        override = overrides.get(status.task)
+        if override is not None:
+            lines.append(status_line(override) + " · promoted in this server")
+            lines.append(f"-# default for other servers: `{status.model_id}`")
+        else:
+            lines.append(status_line(status))
+    return "\n".join(lines)
+
+
+class Models(commands.Cog):
+    def __init__(self, bot: HFCordBot) -> None:
+        self.bot = bot
+
+    @app_commands.command(name="models")
+    async def models(self, interaction: discord.Interaction[HFCordBot]) -> None:
+        """Which model serves each task here, and whether it is loaded."""
+        statuses = registry_of(self.bot).statuses()
+        await send(interaction, format_statuses(statuses, interaction.guild_id), ephemeral=True)
+
+
+async def setup(bot: HFCordBot) -> None:
+    await bot.add_cog(Models(bot))

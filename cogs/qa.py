@@ -1,0 +1,211 @@
+"""Per-channel question-answering contexts (/context ...) and /ask."""
+
+from __future__ import annotations
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.checks import model_cooldown
+from bot.client import HFCordBot
+from bot.contexts import ContextStore, QAContext
+from bot.errors import UserFacingError
+from bot.inputs import bounded_text, registry_of
+from bot.reply import defer, send
+from bot.text import quote, sentence_around
+from bot.uploads import read_text_attachment
+from bot.views import Pager, paginate
+
+NO_CONTEXT = (
+    "This channel has no context to answer from yet. Set one with `/context set` "
+    "(text) or `/context upload` (a .txt or .md file), then ask again."
+)
+
+
+def describe(context: QAContext, *, inherited: bool = False) -> str:
+    when = discord.utils.format_dt(context.created_at, "R")
+    line = f"Set by <@{context.author_id}> {when} from {context.source}"
+    if context.updated_by != context.author_id or context.updated_at != context.created_at:
+        line += f", last added to by <@{context.updated_by}> {discord.utils.format_dt(context.updated_at, 'R')}"
+    line += f" · {len(context.body):,} characters"
+    if inherited:
+        line += " · inherited from the parent channel"
+    return line
+
+
+def format_answer(
+    question: str, context: QAContext, answer_text: str, score: float, start: int, end: int
+) -> str:
+    sentence = sentence_around(context.body, start, end)
+    offset = context.body.find(sentence)
+    if offset != -1 and offset <= start and end <= offset + len(sentence):
+        a, b = start - offset, end - offset
+        shown = (
+            discord.utils.escape_markdown(sentence[:a])
+            + "**"
+            + discord.utils.escape_markdown(sentence[a:b])
+            + "**"
+            + discord.utils.escape_markdown(sentence[b:])
+        )
+    else:
+        shown = discord.utils.escape_markdown(sentence)
+    return (
+        f"**Q:** {discord.utils.escape_markdown(question)}\n"
+        f"**A:** {discord.utils.escape_markdown(answer_text)} ({score:.0%} confident)\n"
+        f"{quote(shown)}"
+    )
+
+
+class QuestionAnswering(commands.Cog):
+    context = app_commands.Group(
+        name="context",
+        description="The text this channel's /ask answers from",
+        guild_only=True,
+    )
+
+    def __init__(self, bot: HFCordBot) -> None:
+        self.bot = bot
+        self.contexts = ContextStore(bot.store, max_chars=bot.settings.context_max_chars)
+
+    async def effective_context(
+        self, channel: object, channel_id: int
+    ) -> tuple[QAContext | None, bool]:
+        """This channel's context, or for a thread without one its parent channel's."""
+        context = await self.contexts.get(channel_id)
+        if context is not None:
+            return context, False
+        parent_id = getattr(channel, "parent_id", None)
+        if isinstance(channel, discord.Thread) and parent_id is not None:
+            return await self.contexts.get(parent_id), True
+        return None, False
+
+    @context.command(name="set")
+    @app_commands.describe(text="The text questions in this channel will be answered from")
+    async def context_set(self, interaction: discord.Interaction[HFCordBot], text: str) -> None:
+        """Set this channel's context (replaces the current one)."""
+        assert interaction.channel_id is not None
+        text = bounded_text(text, self.bot.settings.context_max_chars, what="context")
+        stored = await self.contexts.set(
+            channel_id=interaction.channel_id,
+            guild_id=interaction.guild_id,
+            body=text,
+            source="text",
+            author_id=interaction.user.id,
+        )
+        await send(
+            interaction,
+            f"Context set ({len(stored.body):,} characters). Anyone here can now `/ask` about it.",
+        )
+
+    @context.command(name="append")
+    @app_commands.describe(text="Text to add at the end of this channel's context")
+    async def context_append(self, interaction: discord.Interaction[HFCordBot], text: str) -> None:
+        """Add text to this channel's context."""
+        assert interaction.channel_id is not None
+        text = bounded_text(text, self.bot.settings.context_max_chars, what="text")
+        stored = await self.contexts.append(
+            channel_id=interaction.channel_id,
+            guild_id=interaction.guild_id,
+            body=text,
+            source="text",
+            author_id=interaction.user.id,
+        )
+        await send(interaction, f"Added. The context is now {len(stored.body):,} characters.")
+
+    @context.command(name="upload")
+    @app_commands.describe(file="A .txt or .md file (UTF-8) to use as this channel's context")
+    async def context_upload(
+        self, interaction: discord.Interaction[HFCordBot], file: discord.Attachment
+    ) -> None:
+        """Set this channel's context from a text file."""
+        assert interaction.channel_id is not None
+        await defer(interaction)
+        text = await read_text_attachment(file, max_bytes=self.bot.settings.upload_max_bytes)
+        text = bounded_text(text, self.bot.settings.context_max_chars, what="file's text")
+        stored = await self.contexts.set(
+            channel_id=interaction.channel_id,
+            guild_id=interaction.guild_id,
+            body=text,
+            source=f"file {file.filename}",
+            author_id=interaction.user.id,
+        )
+        await send(
+            interaction,
+            f"Context set from `{file.filename}` ({len(stored.body):,} characters). "
+            "Anyone here can now `/ask` about it.",
+        )
+
+    @context.command(name="show")
+    async def context_show(self, interaction: discord.Interaction[HFCordBot]) -> None:
+        """Show this channel's context, page by page."""
+        assert interaction.channel_id is not None
+        context, inherited = await self.effective_context(
+            interaction.channel, interaction.channel_id
+        )
+        if context is None:
+            raise UserFacingError(NO_CONTEXT)
+        pages = paginate(context.body)
+        view = Pager(
+            pages,
+            owner_id=interaction.user.id,
+            header=describe(context, inherited=inherited) + "\n",
+        )
+        await send(
+            interaction, view.render(), ephemeral=True, view=view if len(pages) > 1 else None
+        )
+
+    @context.command(name="clear")
+    async def context_clear(self, interaction: discord.Interaction[HFCordBot]) -> None:
+        """Remove this channel's context (its author, or anyone with Manage Messages)."""
+        assert interaction.channel_id is not None
+        context = await self.contexts.get(interaction.channel_id)
+        if context is None:
+            raise UserFacingError("This channel has no context of its own to clear.")
+        allowed = (
+            interaction.user.id == context.author_id or interaction.permissions.manage_messages
+        )
+        if not allowed:
+            raise UserFacingError(
+                f"Only <@{context.author_id}>, who set this context, or members with the "
+                "Manage Messages permission can clear it."
+            )
+        await self.contexts.clear(interaction.channel_id)
+        await self.bot.store.audit(
+            guild_id=interaction.guild_id,
+            user_id=interaction.user.id,
+            action="context.clear",
+            detail=f"channel {interaction.channel_id}, set by {context.author_id}",
+        )
+        await send(interaction, "This channel's context is cleared.")
+
+    @app_commands.command(name="ask")
+    @app_commands.describe(question="A question about this channel's context")
+    @model_cooldown()
+    async def ask(self, interaction: discord.Interaction[HFCordBot], question: str) -> None:
+        """Answer a question from this channel's context, quoting where the answer is."""
+        assert interaction.channel_id is not None
+        question = bounded_text(question, 500, what="question")
+        await defer(interaction)
+        context, _ = await self.effective_context(interaction.channel, interaction.channel_id)
+        if context is None:
+            raise UserFacingError(NO_CONTEXT)
+        result = await registry_of(self.bot).answer(
+            question, context.body, guild_id=interaction.guild_id
+        )
+        best = result.best
+        if best is None or best.is_empty or best.score < self.bot.settings.qa_min_score:
+            await send(
+                interaction,
+                f"**Q:** {discord.utils.escape_markdown(question)}\n"
+                "Not found in this channel's context. Try rephrasing, or add the information "
+                "with `/context append`.",
+            )
+            return
+        await send(
+            interaction,
+            format_answer(question, context, best.text, best.score, best.start, best.end),
+        )
+
+
+async def setup(bot: HFCordBot) -> None:
+    await bot.add_cog(QuestionAnswering(bot))

@@ -1,0 +1,61 @@
+"""/sentiment and the "Analyze sentiment" message action."""
+
+from __future__ import annotations
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.checks import model_cooldown
+from bot.client import HFCordBot
+from bot.inputs import bounded_text, message_text, registry_of
+from bot.reply import defer, send
+from bot.text import clip, quote
+from models.results import ClassificationResult
+
+_EMOJI = {"POSITIVE": "🙂", "NEGATIVE": "🙁", "NEUTRAL": "😐"}
+
+
+def format_sentiment(text: str, result: ClassificationResult) -> str:
+    label = result.label.upper()
+    lines = [f"{_EMOJI.get(label, '🏷️')} **{result.label}** ({result.score:.1%} confident)"]
+    others = [s for s in result.scores if s.label != result.label]
+    if others:
+        lines[0] += " · " + ", ".join(f"{s.label} {s.score:.1%}" for s in others)
+    lines.append(quote(clip(text, 300)))
+    return "\n".join(lines)
+
+
+class Sentiment(commands.Cog):
+    def __init__(self, bot: HFCordBot) -> None:
+        self.bot = bot
+        self.menu = app_commands.ContextMenu(
+            name="Analyze sentiment", callback=self.analyze_message
+        )
+        self.bot.tree.add_command(self.menu)
+
+    async def cog_unload(self) -> None:
+        self.bot.tree.remove_command(self.menu.name, type=self.menu.type)
+
+    async def _reply(self, interaction: discord.Interaction[HFCordBot], text: str) -> None:
+        result = await registry_of(self.bot).classify(text, guild_id=interaction.guild_id, top_k=2)
+        await send(interaction, format_sentiment(text, result))
+
+    @app_commands.command(name="sentiment")
+    @app_commands.describe(text="The text to analyze")
+    @model_cooldown()
+    async def sentiment(self, interaction: discord.Interaction[HFCordBot], text: str) -> None:
+        """Is this text positive or negative?"""
+        await defer(interaction)
+        await self._reply(interaction, bounded_text(text, self.bot.settings.max_input_chars))
+
+    @model_cooldown()
+    async def analyze_message(
+        self, interaction: discord.Interaction[HFCordBot], message: discord.Message
+    ) -> None:
+        await defer(interaction)
+        await self._reply(interaction, message_text(message, self.bot.settings.max_input_chars))
+
+
+async def setup(bot: HFCordBot) -> None:
+    await bot.add_cog(Sentiment(bot))
