@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from bot.contexts import QAContext
+from bot.reply import MESSAGE_LIMIT, NO_MENTIONS, StreamingReply
+from cogs.models import format_statuses
+from cogs.ner import format_entities, mark_entities
+from cogs.qa import format_answer
+from models.results import Entity, ModelStatus, NERResult
+from tests.bot.test_reply import FakeInteraction
+
+
+def test_entities_are_marked_inline_and_listed() -> None:
+    text = "Ada Lovelace met *Babbage* in London."
+    entities = (
+        Entity("Ada Lovelace", "PER", 0.99, 0, 12),
+        Entity("Babbage", "PER", 0.9, 18, 25),
+        Entity("London", "LOC", 0.97, 30, 36),
+    )
+    marked = mark_entities(text, entities)
+    assert marked == r"**Ada Lovelace** `PER` met \***Babbage** `PER`\* in **London** `LOC`."
+    out = format_entities(text, NERResult(entities, "m"))
+    assert "• London: location (97.0%)" in out
+    assert "no named entities" in format_entities(text, NERResult((), "m"))
+
+
+def test_answer_quotes_its_sentence_with_the_answer_in_bold() -> None:
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    body = "The tower opened in 1889. It is in Paris, France. Nobody knows more."
+    context = QAContext(1, 2, body, "text", 3, now, 3, now)
+    start = body.index("Paris")
+    out = format_answer("Where is it?", context, "Paris", 0.87, start, start + 5)
+    assert out.splitlines() == [
+        "**Q:** Where is it?",
+        "**A:** Paris (87% confident)",
+        "> It is in **Paris**, France.",
+    ]
+
+
+def _status(
+    task: str, model: str, guild: int | None, state: str = "ready", reason: str | None = None
+) -> ModelStatus:
+    return ModelStatus(task, model, "hub", state, reason, guild, "cpu")  # type: ignore[arg-type]
+
+
+def test_models_shows_this_servers_override_only() -> None:
+    statuses = [
+        _status("sentiment", "base-model", None),
+        _status("ner", "ner-model", None, "failed", "not in the local cache"),
+        _status("sentiment", "job-7-model", 111),
+        _status("sentiment", "other-server-model", 222),
+    ]
+    out = format_statuses(statuses, 111)
+    assert "`job-7-model`" in out and "promoted in this server" in out
+    assert "other-server-model" not in out
+    assert "🔴 failed: not in the local cache" in out
+    assert "job-7-model" not in format_statuses(statuses, 222)
+
+
+class RecordingMessage:
+    def __init__(self, calls: list[tuple[str, dict[str, Any]]]) -> None:
+        self.calls = calls
+
+    async def edit(self, **kwargs: Any) -> None:
+        self.calls.append(("message.edit", kwargs))
+
+
+async def test_streaming_reply_overflows_and_moves_the_view() -> None:
+    inter: Any = FakeInteraction(done=True)
+    calls = inter.rec.calls
+
+    async def followup_send(content: str | None = None, **kwargs: Any) -> RecordingMessage:
+        calls.append(("followup.send", {"content": content, **kwargs}))
+        return RecordingMessage(calls)
+
+    inter.followup.send = followup_send
+    view: Any = object()
+    stream = StreamingReply(inter, view=view, limit=1900)
+    await stream.render("start")
+    await stream.render("start")  # nothing changed: no request
+    assert [name for name, _ in calls] == ["edit_original_response"]
+    long = "word " * 500  # 2,500 characters: two messages
+    await stream.render(long)
+    assert [name for name, _ in calls][1:] == ["edit_original_response", "followup.send"]
+    assert calls[1][1]["view"] is None and calls[2][1]["view"] is view
+    await stream.render(long, final=True)
+    assert calls[-1][0] == "message.edit" and calls[-1][1]["view"] is None
+    for _, kwargs in calls:
+        assert kwargs["allowed_mentions"] is NO_MENTIONS
+        assert len(kwargs["content"]) <= MESSAGE_LIMIT
