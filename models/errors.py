@@ -1,0 +1,54 @@
+"""Errors the registry raises; each str() is a sentence a user can act on."""
+
+from __future__ import annotations
+
+
+class ModelError(Exception):
+    """Base class: ``str(error)`` is a complete, user-facing sentence."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ModelUnavailable(ModelError):
+    """The model cannot be used (not found, not local while offline, failed to load, unloaded)."""
+
+    def __init__(self, message: str, *, model_id: str = "", reason: str = "") -> None:
+        super().__init__(message)
+        self.model_id = model_id
+        self.reason = reason or message
+
+
+class ModelLoading(ModelError):
+    """The model is still loading; the caller should try again shortly."""
+
+    def __init__(self, model_id: str, *, waited_s: float = 0.0) -> None:
+        super().__init__(f"The model {model_id} is still loading; try again in a minute.")
+        self.model_id = model_id
+        self.waited_s = waited_s
+
+
+class QueueFull(ModelError):
+    """Too many requests are waiting for this model; carries the queue position and an ETA."""
+
+    def __init__(self, model_id: str, *, position: int, eta_s: float) -> None:
+        eta = max(1, round(eta_s))
+        super().__init__(
+            f"The model {model_id} is busy ({position - 1} requests ahead of yours); "
+            f"try again in about {eta} s."
+        )
+        self.model_id = model_id
+        self.position = position
+        self.eta_s = eta_s
+
+
+class InvalidInput(ModelError):
+    """The input cannot be processed (empty, malformed); only this request fails."""
+
+
+class InvalidModelRef(ModelError):
+    """A model reference is neither a valid hub id nor a local folder under an allowed root."""

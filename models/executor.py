@@ -1,0 +1,106 @@
+"""One worker thread per device owns every model call on that device."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_threads_lock = threading.Lock()
+# torch's thread pools are process-wide: remember what this process chose so a second registry
+# (tests, CLI) neither fights over it nor fails on set_num_interop_threads.
+_configured_threads: int | None = None
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (respects affinity masks and cgroup cpusets)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def configure_torch_threads(threads: int | None) -> int:
+    """Set torch's intra-op threads once per process; return the count in effect.
+
+    ``None`` keeps one thread per available CPU. Inter-op parallelism is set to 1: the registry
+    runs one op at a time per device, and extra inter-op threads only compete with the loop.
+    """
+    global _configured_threads
+    import torch
+
+    with _threads_lock:
+        wanted = threads if threads is not None else available_cpus()
+        if _configured_threads is None:
+            try:
+                torch.set_num_interop_threads(1)
+            except RuntimeError:
+                # Already started (something ran torch before us); harmless.
+                pass
+        if _configured_threads != wanted:
+            torch.set_num_threads(wanted)
+            _configured_threads = wanted
+            log.info("torch uses %d intra-op threads", wanted)
+        return wanted
+
+
+class DeviceExecutors:
+    """A single-thread executor per device (``"cpu"``, ``"cuda:0"``...), created on first use.
+
+    Fast tokenizers are not thread-safe and models are not built for parallel calls, so one
+    thread per device runs all preprocessing, forward passes and postprocessing; calls from
+    different models interleave in submission order.
+    """
+
+    def __init__(self, torch_threads: int | None = None) -> None:
+        self._threads = torch_threads
+        self._executors: dict[str, ThreadPoolExecutor] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def _initializer(self) -> None:
+        import torch
+
+        torch.set_num_threads(_configured_threads or available_cpus())
+
+    def executor(self, device: str) -> ThreadPoolExecutor:
+        key = _normalize(device)
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the device executors are shut down")
+            executor = self._executors.get(key)
+            if executor is None:
+                executor = ThreadPoolExecutor(
+                    max_workers=1,
+                    thread_name_prefix=f"hfcord-{key.replace(':', '')}",
+                    initializer=self._initializer,
+                )
+                self._executors[key] = executor
+            return executor
+
+    async def run(self, device: str, fn: Callable[..., T], *args: object) -> T:
+        """Run ``fn(*args)`` on ``device``'s thread and await its result."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor(device), functools.partial(fn, *args))
+
+    def shutdown(self, *, wait: bool = True) -> None:
+        with self._lock:
+            self._closed = True
+            executors = list(self._executors.values())
+            self._executors.clear()
+        for executor in executors:
+            executor.shutdown(wait=wait, cancel_futures=True)
+
+
+def _normalize(device: str) -> str:
+    device = device.strip().lower()
+    return "cuda:0" if device == "cuda" else device

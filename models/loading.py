@@ -1,0 +1,242 @@
+"""Load a model and tokenizer for a spec: local folders directly, hub ids with a fail-fast probe."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from models.errors import ModelUnavailable
+from models.refs import ModelRef
+from models.specs import ModelSpec, Task
+
+log = logging.getLogger(__name__)
+
+_AUTO_CLASSES: dict[Task, str] = {
+    Task.GENERATION: "AutoModelForCausalLM",
+    Task.SENTIMENT: "AutoModelForSequenceClassification",
+    Task.NER: "AutoModelForTokenClassification",
+    Task.QA: "AutoModelForQuestionAnswering",
+}
+
+_ENV_NAMES: dict[Task, str] = {
+    Task.GENERATION: "HFCORD_GENERATION_MODEL",
+    Task.SENTIMENT: "HFCORD_SENTIMENT_MODEL",
+    Task.NER: "HFCORD_NER_MODEL",
+    Task.QA: "HFCORD_QA_MODEL",
+}
+
+# Seconds allowed for the one hub request made before downloading; transformers' own download
+# path retries for most of a minute when the hub is unreachable.
+HUB_PROBE_TIMEOUT_S = 5.0
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to serve; only the device's executor thread may use ``model``/``tokenizer``."""
+
+    spec: ModelSpec
+    ref: ModelRef
+    model: Any
+    tokenizer: Any
+    load_seconds: float
+
+
+def hub_offline() -> bool:
+    """Whether downloads are disabled (HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE)."""
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        if os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}:
+            return True
+    try:
+        from huggingface_hub import constants
+
+        return bool(constants.HF_HUB_OFFLINE)
+    except ImportError:  # pragma: no cover - installed with transformers
+        return False
+
+
+def _how_to_fix(spec: ModelSpec) -> str:
+    return (
+        f"set {_ENV_NAMES[spec.task]} to a local model folder, or download the model once "
+        "with network access (it is then read from the Hugging Face cache, also with "
+        "HF_HUB_OFFLINE=1)"
+    )
+
+
+def _is_network_error(exc: BaseException) -> bool:
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    return bool(
+        names
+        & {
+            "ConnectError",
+            "ConnectionError",
+            "NetworkError",
+            "TransportError",
+            "TimeoutException",
+            "Timeout",
+            "TimeoutError",
+            "ConnectTimeout",
+            "ReadTimeout",
+            "OfflineModeIsEnabled",
+        }
+    )
+
+
+def probe_hub(spec: ModelSpec, *, timeout_s: float = HUB_PROBE_TIMEOUT_S) -> list[str]:
+    """Ask the hub about ``spec.model_id`` once, with a short timeout; return its file names.
+
+    Raises :class:`ModelUnavailable` naming the model and the fix when it does not exist, is
+    gated, or the hub cannot be reached.
+    """
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    model_id = spec.model_id
+    try:
+        info = HfApi().model_info(model_id, revision=spec.revision, timeout=timeout_s)
+    except GatedRepoError:
+        raise ModelUnavailable(
+            f"The model {model_id} is gated on the Hugging Face hub: accept its terms and log in "
+            f"(HF_TOKEN), or {_how_to_fix(spec)}.",
+            model_id=model_id,
+            reason="gated on the hub",
+        ) from None
+    except RevisionNotFoundError:
+        raise ModelUnavailable(
+            f"The model {model_id} has no revision {spec.revision!r} on the Hugging Face hub.",
+            model_id=model_id,
+            reason=f"revision {spec.revision} not found",
+        ) from None
+    except RepositoryNotFoundError:
+        raise ModelUnavailable(
+            f"There is no model {model_id} on the Hugging Face hub (or it is private); "
+            f"check the name, or {_how_to_fix(spec)}.",
+            model_id=model_id,
+            reason="not found on the hub",
+        ) from None
+    except Exception as exc:
+        if _is_network_error(exc) or isinstance(exc, OSError):
+            raise ModelUnavailable(
+                f"The model {model_id} is not on this machine and the Hugging Face hub cannot be "
+                f"reached ({type(exc).__name__}); {_how_to_fix(spec)}.",
+                model_id=model_id,
+                reason="hub unreachable",
+            ) from None
+        raise ModelUnavailable(
+            f"The Hugging Face hub refused {model_id} ({exc}); {_how_to_fix(spec)}.",
+            model_id=model_id,
+            reason=f"hub error: {type(exc).__name__}",
+        ) from None
+    return [sibling.rfilename for sibling in (info.siblings or [])]
+
+
+def _dtype(spec: ModelSpec) -> Any:
+    if spec.dtype == "auto":
+        return "auto"
+    import torch
+
+    return getattr(torch, spec.dtype)
+
+
+def _from_pretrained(
+    spec: ModelSpec, location: str, *, local_only: bool, use_safetensors: bool | None
+) -> tuple[Any, Any]:
+    import transformers
+
+    auto_model = getattr(transformers, _AUTO_CLASSES[spec.task])
+    common: dict[str, Any] = {
+        "revision": spec.revision,
+        "trust_remote_code": False,
+        "local_files_only": local_only,
+    }
+    if spec.gguf_file:
+        common["gguf_file"] = spec.gguf_file
+    tokenizer = transformers.AutoTokenizer.from_pretrained(location, **common)
+    model_kwargs: dict[str, Any] = {**common, "dtype": _dtype(spec)}
+    if use_safetensors and not spec.gguf_file:
+        model_kwargs["use_safetensors"] = True
+    model, info = auto_model.from_pretrained(location, output_loading_info=True, **model_kwargs)
+    missing = info.get("missing_keys") if isinstance(info, dict) else None
+    if missing:
+        # A base checkpoint loaded for a task gets a fresh, untrained head: it runs, but its
+        # answers are noise. Worth a warning, not a refusal (benchmarks and tests rely on it).
+        log.warning(
+            "%s: %d weights were newly initialised for %s (e.g. %s); outputs are untrained",
+            spec.model_id,
+            len(missing),
+            spec.task,
+            sorted(missing)[:3],
+        )
+    return model, tokenizer
+
+
+def _check_tokenizer(spec: ModelSpec, tokenizer: Any) -> None:
+    if spec.task in (Task.NER, Task.QA) and not getattr(tokenizer, "is_fast", False):
+        raise ModelUnavailable(
+            f"The model {spec.model_id} has no fast tokenizer (tokenizer.json), which {spec.task} "
+            "needs for character offsets; use a checkpoint that ships one.",
+            model_id=spec.model_id,
+            reason="no fast tokenizer",
+        )
+
+
+def load_model(spec: ModelSpec, ref: ModelRef) -> LoadedModel:
+    """Load ``spec`` (blocking: call it off the event loop). Never downloads while offline."""
+    started = time.perf_counter()
+    try:
+        if ref.kind == "local":
+            folder = Path(ref.location)
+            if spec.gguf_file and not (folder / spec.gguf_file).is_file():
+                raise ModelUnavailable(
+                    f"The model folder {spec.model_id} has no file {spec.gguf_file}.",
+                    model_id=spec.model_id,
+                    reason="GGUF file missing",
+                )
+            has_safetensors = any(folder.glob("*.safetensors"))
+            model, tokenizer = _from_pretrained(
+                spec, ref.location, local_only=True, use_safetensors=has_safetensors
+            )
+        else:
+            try:
+                # The Hugging Face cache first: no network involved.
+                model, tokenizer = _from_pretrained(
+                    spec, ref.location, local_only=True, use_safetensors=None
+                )
+            except OSError:
+                if hub_offline():
+                    raise ModelUnavailable(
+                        f"The model {spec.model_id} is not in this machine's Hugging Face cache "
+                        f"and downloads are off (HF_HUB_OFFLINE=1); {_how_to_fix(spec)}.",
+                        model_id=spec.model_id,
+                        reason="not cached and HF_HUB_OFFLINE=1",
+                    ) from None
+                files = probe_hub(spec)
+                has_safetensors = any(name.endswith(".safetensors") for name in files)
+                log.info("downloading %s from the Hugging Face hub", spec.model_id)
+                model, tokenizer = _from_pretrained(
+                    spec, ref.location, local_only=False, use_safetensors=has_safetensors
+                )
+    except ModelUnavailable:
+        raise
+    except Exception as exc:
+        log.warning("loading %s failed", spec.model_id, exc_info=True)
+        detail = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise ModelUnavailable(
+            f"The model {spec.model_id} could not be loaded for {spec.task}: {detail}",
+            model_id=spec.model_id,
+            reason=detail,
+        ) from exc
+    _check_tokenizer(spec, tokenizer)
+    model.eval()
+    if spec.device != "cpu":
+        model.to(spec.device)
+    seconds = time.perf_counter() - started
+    log.info("loaded %s for %s in %.1f s", spec.model_id, spec.task, seconds)
+    return LoadedModel(spec=spec, ref=ref, model=model, tokenizer=tokenizer, load_seconds=seconds)

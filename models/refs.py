@@ -1,0 +1,115 @@
+"""Validate model references: Hugging Face hub ids, or local folders under allowed roots."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from models.errors import InvalidModelRef
+
+# The hub's own rule (huggingface_hub.utils.validate_repo_id): optional namespace, then a name;
+# letters, digits, "-", "_", "."; no "--" or ".."; at most 96 characters.
+_HUB_PART = r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9_])?"
+_HUB_ID_RE = re.compile(rf"^(?:{_HUB_PART}/)?{_HUB_PART}$", re.ASCII)
+_REVISION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,99}$", re.ASCII)
+_GGUF_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}\.gguf$", re.ASCII)
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A validated reference: a hub id, or a resolved local folder."""
+
+    kind: Literal["hub", "local"]
+    location: str
+
+
+def is_hub_id(ref: str) -> bool:
+    """Whether ``ref`` is syntactically a hub repository id (``name`` or ``owner/name``)."""
+    return (
+        len(ref) <= 96
+        and bool(_HUB_ID_RE.match(ref))
+        and ".." not in ref
+        and "--" not in ref
+        and not ref.endswith(".git")
+    )
+
+
+def _looks_like_path(ref: str) -> bool:
+    return (
+        ref.startswith(("/", "./", "../", "~", ".\\", "..\\"))
+        or "\\" in ref
+        or ref.count("/") > 1
+        or ref in {".", ".."}
+        or Path(ref).is_absolute()
+    )
+
+
+def validate_revision(revision: str | None) -> None:
+    if revision is not None and (not _REVISION_RE.match(revision) or ".." in revision):
+        raise InvalidModelRef(
+            f"The revision {revision!r} is not a valid branch, tag or commit name."
+        )
+
+
+def validate_gguf_file(name: str | None) -> None:
+    if name is not None and (not _GGUF_RE.match(name) or ".." in name):
+        raise InvalidModelRef(
+            f"The GGUF file {name!r} must be a plain file name ending in .gguf, "
+            "inside the model's folder or repository."
+        )
+
+
+def _within(path: Path, roots: Sequence[Path]) -> bool:
+    for root in roots:
+        try:
+            resolved_root = Path(root).expanduser().resolve()
+        except OSError:
+            continue
+        if path == resolved_root or path.is_relative_to(resolved_root):
+            return True
+    return False
+
+
+def resolve_model_ref(
+    ref: str,
+    allowed_roots: Sequence[Path],
+    *,
+    trusted: bool = False,
+) -> ModelRef:
+    """Check ``ref`` and say where the model comes from.
+
+    A local folder must exist and, after resolving symlinks and ``..``, lie under one of
+    ``allowed_roots`` (unless ``trusted``: the operator's own configuration). Anything else
+    must be a well-formed hub id. A hub-id-looking ref that names an existing relative folder is
+    treated as that folder, since transformers would load it, and so must pass the same checks.
+    Raises :class:`InvalidModelRef` with a sentence saying what is wrong.
+    """
+    ref = ref.strip()
+    if not ref or "\x00" in ref:
+        raise InvalidModelRef("The model reference is empty; give a hub id or a local folder.")
+    hub_like = is_hub_id(ref)
+    if hub_like and not Path(ref).exists():
+        return ModelRef("hub", ref)
+    if not hub_like and not _looks_like_path(ref):
+        raise InvalidModelRef(
+            f"{ref!r} is neither a Hugging Face model id (like 'owner/name') "
+            "nor a path to a local model folder."
+        )
+    try:
+        path = Path(os.path.expanduser(ref)).resolve()
+    except (OSError, RuntimeError) as exc:  # RuntimeError: symlink loop
+        raise InvalidModelRef(f"The model path {ref!r} cannot be resolved ({exc}).") from None
+    if not trusted and not _within(path, allowed_roots):
+        roots = ", ".join(str(root) for root in allowed_roots) or "none configured"
+        raise InvalidModelRef(
+            f"The model path {ref!r} is outside the folders models may be loaded from "
+            f"({roots}); move it under the data folder's models/ or add its folder to "
+            "HFCORD_MODEL_ROOTS."
+        )
+    if not path.is_dir():
+        raise InvalidModelRef(f"The model folder {ref!r} does not exist.")
+    return ModelRef("local", str(path))

@@ -1,0 +1,101 @@
+"""Plain frozen results the registry returns (no torch, no numpy: safe to import from cogs)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+FinishReason = Literal["length", "stop", "cancelled"]
+ModelState = Literal["not loaded", "loading", "ready", "failed"]
+
+
+@dataclass(frozen=True)
+class LabelScore:
+    label: str
+    score: float
+
+
+@dataclass(frozen=True)
+class ClassificationResult:
+    """The best label and score, and the ``top_k`` labels best first."""
+
+    label: str
+    score: float
+    scores: tuple[LabelScore, ...]
+    model_id: str
+
+
+@dataclass(frozen=True)
+class Entity:
+    """One aggregated entity; ``start``/``end`` are character offsets into the input text."""
+
+    word: str
+    entity_group: str
+    score: float
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class NERResult:
+    entities: tuple[Entity, ...]
+    model_id: str
+
+
+@dataclass(frozen=True)
+class Answer:
+    """An answer span: ``text == context[start:end]``; the empty answer (0, 0) means "no answer"."""
+
+    text: str
+    score: float
+    start: int
+    end: int
+
+    @property
+    def is_empty(self) -> bool:
+        return self.start == self.end
+
+
+@dataclass(frozen=True)
+class QAResult:
+    """Answers best first (at most ``top_k``); empty when the context holds no candidate."""
+
+    answers: tuple[Answer, ...]
+    model_id: str
+
+    @property
+    def best(self) -> Answer | None:
+        return self.answers[0] if self.answers else None
+
+
+@dataclass(frozen=True)
+class GenerationStats:
+    """How a generation ended: the whole text, token counts, time and why it stopped."""
+
+    text: str
+    prompt_tokens: int
+    new_tokens: int
+    seconds: float
+    finish_reason: FinishReason
+    model_id: str
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.new_tokens / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class ModelStatus:
+    """One task's model as /models shows it; ``guild_id`` is set for a server's override."""
+
+    task: str
+    model_id: str
+    source: Literal["hub", "local"]
+    state: ModelState
+    reason: str | None
+    guild_id: int | None
+    device: str
+    revision: str | None = None
+    gguf_file: str | None = None
+    description: str | None = None
+    load_seconds: float | None = None
