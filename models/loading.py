@@ -199,6 +199,13 @@ def load_model(spec: ModelSpec, ref: ModelRef) -> LoadedModel:
                     model_id=spec.model_id,
                     reason="GGUF file missing",
                 )
+            if not spec.gguf_file and not (folder / "config.json").is_file():
+                raise ModelUnavailable(
+                    f"The folder {spec.model_id} has no config.json, so it is not a "
+                    "transformers model folder (save one with save_pretrained).",
+                    model_id=spec.model_id,
+                    reason="no config.json",
+                )
             has_safetensors = any(folder.glob("*.safetensors"))
             model, tokenizer = _from_pretrained(
                 spec, ref.location, local_only=True, use_safetensors=has_safetensors
@@ -226,8 +233,8 @@ def load_model(spec: ModelSpec, ref: ModelRef) -> LoadedModel:
     except ModelUnavailable:
         raise
     except Exception as exc:
-        log.warning("loading %s failed", spec.model_id, exc_info=True)
-        detail = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        log.debug("loading %s failed", spec.model_id, exc_info=True)
+        detail = " ".join(str(exc).split())[:200] or type(exc).__name__
         raise ModelUnavailable(
             f"The model {spec.model_id} could not be loaded for {spec.task}: {detail}",
             model_id=spec.model_id,
