@@ -434,26 +434,44 @@ class DiscordEmulator:
         )
 
     async def click(
-        self, message: SimMessage, custom_id: str, *, user: SimUser | None = None
+        self,
+        message: SimMessage,
+        custom_id: str | None = None,
+        *,
+        label: str | None = None,
+        user: SimUser | None = None,
     ) -> SimInteraction:
-        """Click the button `custom_id` on `message` (as shown now)."""
+        """Click a button on `message` as shown now, by custom_id or by its label.
+
+        The default user is whoever ran the command the message answers.
+        """
+        if (custom_id is None) == (label is None):
+            raise ValueError("give exactly one of custom_id or label")
         user = user or self._default_clicker(message)
         self._check_clickable(message, user)
-        buttons = {b.custom_id: b for b in message.buttons if b.custom_id}
-        button = buttons.get(custom_id)
+        buttons = [b for b in message.buttons if b.custom_id]
+        button = next(
+            (
+                b
+                for b in buttons
+                if (b.custom_id == custom_id if label is None else b.label == label)
+            ),
+            None,
+        )
+        wanted = custom_id if label is None else f"labelled {label!r}"
         if button is None:
-            raise ComponentError(
-                f"no button {custom_id!r} on {message!r}; buttons: {', '.join(buttons) or 'none'}"
-            )
+            shown = ", ".join(f"{b.label!r} ({b.custom_id})" for b in buttons) or "none"
+            raise ComponentError(f"no button {wanted} on {message!r}; buttons: {shown}")
         if button.disabled:
-            raise ComponentError(f"button {custom_id!r} is disabled")
+            raise ComponentError(f"button {wanted} is disabled")
+        custom_id = str(button.custom_id)
         data = {"custom_id": custom_id, "component_type": 2}
         return await self._dispatch_interaction(
             MESSAGE_COMPONENT,
             data,
             user,
             message.channel,
-            name=f"button:{custom_id}",
+            name=f"button:{button.label or custom_id}",
             message=message,
         )
 

@@ -11,6 +11,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.sim import DiscordEmulator
+from bot.sim.harness import connected
 
 PNG_1X1 = (
     b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89"
@@ -194,19 +195,9 @@ async def emu() -> AsyncIterator[DiscordEmulator]:
             yield emulator
 
 
-async def start_bot(emu: DiscordEmulator, bot: commands.Bot) -> asyncio.Task[None]:
-    bot._connection.guild_ready_timeout = 0.05  # no 2 s wait for more guilds on a loopback
-    emu.track(bot)
-    task = asyncio.create_task(bot.start(emu.token))
-    await asyncio.wait_for(bot.wait_until_ready(), 15)
-    return task
-
-
 @pytest.fixture
 async def bare_bot(emu: DiscordEmulator) -> AsyncIterator[BareBot]:
     bot = BareBot(emu.guild.id)
-    task = await start_bot(emu, bot)
-    yield bot
-    bot.release.set()
-    await bot.close()
-    await asyncio.wait_for(task, 10)
+    async with connected(emu, bot):
+        yield bot
+        bot.release.set()

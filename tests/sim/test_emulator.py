@@ -18,7 +18,8 @@ from bot.sim import (
     InteractionFailed,
     OptionError,
 )
-from tests.sim.conftest import BareBot, start_bot
+from bot.sim.harness import connected
+from tests.sim.conftest import BareBot
 
 
 async def test_login_streams_both_guilds_with_channels_threads_and_roles(
@@ -154,12 +155,12 @@ async def test_button_click_updates_the_message_and_disappears(
     await inter.final()
     assert inter.original is not None
     assert [b.custom_id for b in inter.original.buttons] == ["stop"]
-    click = await emu.click(inter.original, "stop")
+    click = await emu.click(inter.original, label="Stop")
     await click.final()
     assert click.response_type == 7
     assert inter.original.content == "stopped" and inter.original.buttons == []
     assert bare_bot.views[0].clicked_by == [emu.member.id]
-    with pytest.raises(ComponentError, match="no button 'stop'"):
+    with pytest.raises(ComponentError, match="no button stop"):
         await emu.click(inter.original, "stop")
 
 
@@ -329,8 +330,7 @@ async def test_wrong_token_fails_login(emu: DiscordEmulator) -> None:
 
 async def test_members_intent_gets_member_chunks(emu: DiscordEmulator) -> None:
     bot = BareBot(emu.guild.id, intents=discord.Intents.all())
-    task = await start_bot(emu, bot)
-    try:
+    async with connected(emu, bot):
         guild = bot.get_guild(emu.guild.id)
         assert guild is not None and guild.chunked
         assert {m.id for m in guild.members} >= {emu.admin.id, emu.member.id, emu.bot_user.id}
@@ -339,6 +339,3 @@ async def test_members_intent_gets_member_chunks(emu: DiscordEmulator) -> None:
         assert [m.content for m in bot.seen_messages if m.id == target.id] == [
             "visible with the intent"
         ]
-    finally:
-        await bot.close()
-        await asyncio.wait_for(task, 10)
