@@ -180,6 +180,9 @@ def postprocess_qa(
     ``handle_impossible_answer`` the empty answer competes with the lowest null score seen.
     """
     min_null_score = _NULL_SCORE_START
+    # Different token spans can align to the same words; ask for spares so that deduplicating
+    # still leaves top_k answers. (top_k == 1 decodes exactly as the pipeline.)
+    per_window = top_k if top_k == 1 else top_k * 4
     candidates: dict[tuple[int, int], float] = {}
     order: list[tuple[int, int]] = []
     for window in windows:
@@ -189,7 +192,7 @@ def postprocess_qa(
             window.p_mask,
             window.attention_mask,
             min_null_score,
-            top_k,
+            per_window,
             handle_impossible_answer,
             max_answer_len,
         )
