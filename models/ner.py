@@ -39,13 +39,15 @@ def aggregate_simple(
     id2label: Mapping[int, str],
     tokens_to_string: Callable[[list[str]], str],
     *,
+    text: str | None = None,
     ignore_labels: frozenset[str] = frozenset({"O"}),
 ) -> list[Entity]:
     """Group consecutive tokens into entities like the pipeline's "simple" aggregation.
 
     Each token takes its argmax label; a token continues the current group when it has the
-    same entity type and is not a ``B-``; a group's score is the mean of its tokens' scores
-    and its word is ``tokens_to_string`` of its tokens.
+    same entity type and is not a ``B-``; a group's score is the mean of its tokens' scores.
+    The word is ``text[start:end]`` when ``text`` is given (original casing, no "##" pieces
+    when a group starts mid-word), else ``tokens_to_string`` of the tokens as the pipeline.
     """
     labelled = []
     for token in tokens:
@@ -69,7 +71,11 @@ def aggregate_simple(
             continue
         entities.append(
             Entity(
-                word=tokens_to_string([token.token for token, _, _ in group]),
+                word=(
+                    text[group[0][0].start : group[-1][0].end]
+                    if text is not None
+                    else tokens_to_string([token.token for token, _, _ in group])
+                ),
                 entity_group=entity_group,
                 score=float(np.nanmean([score for _, _, score in group])),
                 start=group[0][0].start,

@@ -172,7 +172,7 @@ class TokenClassificationRunner:
         for sample, i in enumerate(todo):
             tokens = merge_windows(per_sample.get(sample, []))
             entities = aggregate_simple(
-                tokens, self.id2label, self.tokenizer.convert_tokens_to_string
+                tokens, self.id2label, self.tokenizer.convert_tokens_to_string, text=texts[i]
             )
             results[i] = NERResult(entities=tuple(entities), model_id=self.spec.model_id)
         return results

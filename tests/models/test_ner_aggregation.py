@@ -77,3 +77,10 @@ def test_merge_windows_keeps_the_prediction_with_most_context() -> None:
     # Token 2 is nearer the middle of window A (margin 1) than of B (margin 0); token 3 the
     # reverse.
     assert labels == ["B-PER", "B-PER", "B-PER", "B-LOC", "B-LOC", "B-LOC"]
+
+
+def test_word_is_the_original_text_when_given() -> None:
+    text = "Visit Goo gle"
+    tokens = [token("visit", 0, "O"), token("goo", 6, "B-ORG"), token("gle", 10, "I-ORG")]
+    [entity] = aggregate_simple(tokens, ID2LABEL, join, text=text)
+    assert (entity.word, entity.start, entity.end) == ("Goo gle", 6, 13)
