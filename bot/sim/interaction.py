@@ -90,7 +90,7 @@ class SimInteraction:
     @property
     def loading(self) -> bool:
         """True while a deferred response still shows "thinking..."."""
-        return self.original is not None and self.original.loading
+        return self.original is not None and self.original.loading and not self.original.deleted
 
     @property
     def ephemeral(self) -> bool:
