@@ -1,0 +1,342 @@
+"""`python -m bot playground`: the real bot and a local Discord emulator in one process.
+
+Type commands as in Discord (`/generate prompt: Tell me a story max_tokens: 40`); replies print
+as they arrive, streamed edits included. Lines starting with `:` control the playground.
+With standard input not a terminal, it runs one command per line and exits when the last
+reply is final (exit 1 if a command could not run or got no answer).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from pydantic import SecretStr
+
+from bot.settings import Settings, SettingsError
+from bot.sim import (
+    DiscordEmulator,
+    InteractionFailed,
+    InteractionTimeout,
+    MessageEvent,
+    SimChannel,
+    SimError,
+    SimInteraction,
+    SimMessage,
+    SimUser,
+)
+from bot.sim.commandline import command_name, parse_command_line
+from bot.sim.harness import connected
+from bot.sim.options import ATTACHMENT, leaf_options
+
+log = logging.getLogger(__name__)
+
+EXIT_USAGE = 2
+
+HELP = """\
+Type a command as in Discord:
+  /help
+  /sentiment text: I love this
+  /context set text: The Eiffel Tower is in Paris.
+  /ask question: Where is the Eiffel Tower?
+  /generate prompt: Tell me a story max_tokens: 40
+  /context upload file: ./notes.txt     (attachment options take a path)
+Options are `name: value`; a value runs until the next option name.
+Playground controls:
+  :as admin | :as member        act as the server admin or a plain member
+  :in general | :in thread | :in other   run commands in #general, its thread, or another server
+  :say TEXT                     post a message as the current user
+  :menu NAME                    run a message action (e.g. Analyze sentiment) on the last :say
+  :click LABEL                  click a button (e.g. Stop) on the newest message showing it
+  :help                         this help
+  :quit                         leave"""
+
+
+@dataclass
+class Session:
+    """What the playground user currently acts as, and where."""
+
+    user_name: str = "member"
+    channel_name: str = "general"
+    last_said: SimMessage | None = None
+    failures: int = 0
+    # message id -> (text, files-and-buttons line) as last printed
+    printed: dict[int, tuple[str, str]] = field(default_factory=dict)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bot playground",
+        description="Try the bot in a terminal: a local Discord emulator, no account or token.",
+    )
+    parser.add_argument("--env-file", default=".env", help="settings file (default: .env)")
+    parser.add_argument("--as", dest="as_user", choices=("member", "admin"), default="member")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=600.0,
+        help="seconds to wait for each reply (model loads included; default 600)",
+    )
+    parser.add_argument("--verbose", action="store_true", help="show the bot's log on stderr")
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.load(env_file=args.env_file)
+    except SettingsError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return EXIT_USAGE
+
+    from bot.logs import setup_logging
+
+    setup_logging(settings.log_level if args.verbose else "WARNING")
+    if not args.verbose:
+        logging.getLogger("discord.client").setLevel(logging.ERROR)  # voice-support notices
+    interactive = sys.stdin.isatty()
+    playground = Playground(
+        settings,
+        session=Session(user_name=args.as_user),
+        timeout=args.timeout,
+        interactive=interactive,
+    )
+    try:
+        return asyncio.run(playground.run(sys.stdin, sys.stdout))
+    except KeyboardInterrupt:
+        return 0
+
+
+class Playground:
+    """Runs the emulator and the bot, reads lines, prints what the bot sends."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        session: Session | None = None,
+        timeout: float = 600.0,
+        interactive: bool = False,
+    ) -> None:
+        self.settings = settings
+        self.session = session or Session()
+        self.timeout = timeout
+        self.interactive = interactive
+        self.out: TextIO = sys.stdout
+        self.emu: DiscordEmulator
+
+    async def run(self, stdin: TextIO, stdout: TextIO) -> int:
+        from bot.app import open_app  # imports torch-side code; only when running
+
+        self.out = stdout
+        async with DiscordEmulator() as emu:
+            self.emu = emu
+            settings = self.settings.model_copy(
+                update={"dev_guild_id": emu.guild.id, "discord_token": SecretStr(emu.token)}
+            )
+            with emu.patch_discord():
+                async with open_app(settings) as bot:
+                    async with connected(emu, bot, sync_global=True):
+                        emu.add_listener(self._on_message_event)
+                        if self.interactive:
+                            self._print(
+                                f"hfcord playground: you are {self.session.user_name} in "
+                                f"#{self.session.channel_name} of {emu.guild.name}. "
+                                "Type /help for the bot's commands, :help for the playground's."
+                            )
+                        await self._loop(stdin)
+        return 1 if self.session.failures else 0
+
+    async def _loop(self, stdin: TextIO) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if self.interactive:
+                prompt = f"{self.session.user_name}@#{self.session.channel_name}> "
+                try:
+                    line = await loop.run_in_executor(None, input, prompt)
+                except EOFError:
+                    return
+            else:
+                line = await loop.run_in_executor(None, stdin.readline)
+                if not line:
+                    return
+            if not await self.handle(line.strip()):
+                return
+
+    # -- one line ----------------------------------------------------------------------
+
+    async def handle(self, line: str) -> bool:
+        """Run one line; False when the user asked to quit."""
+        if not line or line.startswith("#"):
+            return True
+        if line.startswith(":"):
+            return await self._control(line[1:].strip())
+        if not line.startswith("/"):
+            self._print(
+                "Commands start with / (try /help); playground controls with : (try :help)."
+            )
+            return True
+        if not self.interactive:
+            self._print(f"> {line}")
+        try:
+            await self._slash(line)
+        except SimError as exc:
+            self._fail(str(exc))
+        return True
+
+    async def _slash(self, line: str) -> None:
+        emu = self.emu
+        channel = self._channel()
+        guild = emu.state.guild_of(channel)
+        command = emu.command(command_name(line), guild=guild)
+        parsed = parse_command_line(line, command)
+        values: dict[str, object] = dict(parsed.options)
+        for option in leaf_options(command, list(parsed.path)):
+            raw = values.get(option["name"])
+            if option["type"] == ATTACHMENT and isinstance(raw, str):
+                upload = await asyncio.to_thread(_read_upload, raw)
+                if upload is None:
+                    self._fail(f"no file at {raw} for option {option['name']!r}")
+                    return
+                values[option["name"]] = emu.attachment(*upload)
+        inter = await emu.slash(
+            parsed.qualified_name,
+            values,
+            user=self._user(),
+            channel=channel,
+            bypass_permissions=True,  # as a server admin may allow; the bot's checks still apply
+        )
+        await self._await_final(inter)
+
+    async def _await_final(self, inter: SimInteraction) -> None:
+        try:
+            await inter.final(timeout=self.timeout)
+        except InteractionFailed:
+            self._fail("The application did not respond (the bot did not answer within 3 s).")
+        except InteractionTimeout:
+            self._fail(f"No final answer within {self.timeout:.0f} s.")
+
+    async def _control(self, text: str) -> bool:
+        emu = self.emu
+        word, _, rest = text.partition(" ")
+        rest = rest.strip()
+        if word in ("quit", "q", "exit"):
+            return False
+        if word == "help":
+            self._print(HELP)
+        elif word == "as" and rest in ("admin", "member"):
+            self.session.user_name = rest
+            self._print(f"You are now {rest}.")
+        elif word == "in" and rest in ("general", "thread", "other"):
+            self.session.channel_name = {
+                "general": emu.channel.name,
+                "thread": emu.thread.name,
+                "other": emu.other_channel.name,
+            }[rest]
+            self._print(f"Now in #{self.session.channel_name}.")
+        elif word == "say" and rest:
+            self.session.last_said = await emu.post_message(self._channel(), self._user(), rest)
+            self._print(f"{self.session.user_name} said: {rest}")
+        elif word == "menu" and rest:
+            if self.session.last_said is None:
+                self._fail("Post a message with :say first; :menu runs an action on it.")
+                return True
+            try:
+                inter = await emu.context_menu(
+                    rest, self.session.last_said, user=self._user(), bypass_permissions=True
+                )
+            except SimError as exc:
+                self._fail(str(exc))
+                return True
+            await self._await_final(inter)
+        elif word == "click" and rest:
+            await self._click(rest)
+        else:
+            self._fail(f"Unknown control :{text}; try :help.")
+        return True
+
+    async def _click(self, label: str) -> None:
+        emu = self.emu
+        for message in reversed(emu.bot_messages):
+            if not message.deleted and any(
+                b.label == label and not b.disabled for b in message.buttons
+            ):
+                try:
+                    inter = await emu.click(message, label=label, user=self._user())
+                except SimError as exc:
+                    self._fail(str(exc))
+                    return
+                await self._await_final(inter)
+                return
+        self._fail(f"No message shows a {label!r} button right now.")
+
+    # -- output ------------------------------------------------------------------------
+
+    def _on_message_event(self, event: MessageEvent) -> None:
+        message = event.message
+        if message.author is not self.emu.bot_user:
+            return
+        owner = self.emu._interactions.get(message.interaction_id or 0)
+        if message.ephemeral and owner is not None and owner.user is not self._user():
+            return  # someone else's private reply
+        tag = "bot (only you see this)" if message.ephemeral else "bot"
+        if event.kind == "delete":
+            self._print(f"[{tag}] (deleted a message)")
+            self.session.printed.pop(message.id, None)
+            return
+        if message.loading:
+            self._print(f"[{tag}] is thinking…")
+            self.session.printed[message.id] = ("", "")
+            return
+        body, extras = message.text, _extras(message)
+        before, extras_before = self.session.printed.get(message.id, ("", ""))
+        if body != before:
+            if before and body.startswith(before):
+                self._print(f"[{tag}, streaming] …{body[len(before) :]}")
+            elif before:
+                self._print(f"[{tag}, edited]\n{body}")
+            else:
+                self._print(f"[{tag}]\n{body}")
+        if extras != extras_before and extras:
+            self._print(extras)
+        self.session.printed[message.id] = (body, extras)
+
+    def _print(self, text: str) -> None:
+        print(text, file=self.out, flush=True)
+
+    def _fail(self, text: str) -> None:
+        self.session.failures += 1
+        self._print(f"! {text}")
+
+    def _user(self) -> SimUser:
+        return self.emu.admin if self.session.user_name == "admin" else self.emu.member
+
+    def _channel(self) -> SimChannel:
+        emu = self.emu
+        return {
+            emu.channel.name: emu.channel,
+            emu.thread.name: emu.thread,
+            emu.other_channel.name: emu.other_channel,
+        }[self.session.channel_name]
+
+
+def _read_upload(raw: str) -> tuple[str, bytes] | None:
+    """(file name, bytes) of a local file given as an attachment option, or None."""
+    path = Path(raw).expanduser()
+    if not path.is_file():
+        return None
+    return path.name, path.read_bytes()
+
+
+def _extras(message: SimMessage) -> str:
+    """Files and buttons of a message, as one line."""
+    parts = []
+    for attachment in message.attachments:
+        kind = attachment.content_type or "file"
+        parts.append(f"[file: {attachment.filename}, {attachment.size:,} bytes, {kind}]")
+    parts.extend(
+        f"[{b.label}{' (disabled)' if b.disabled else ''}]" for b in message.buttons if b.label
+    )
+    return " ".join(parts)
