@@ -215,6 +215,10 @@ class MessageRevision:
     at: dt.datetime
     request_index: int | None
 
+    @property
+    def buttons(self) -> list[SimButton]:
+        return buttons_of(self.components)
+
 
 @dataclass(eq=False)
 class SimMessage:
@@ -275,17 +279,7 @@ class SimMessage:
 
     @property
     def buttons(self) -> list[SimButton]:
-        return [
-            SimButton(
-                custom_id=c.get("custom_id"),
-                label=c.get("label"),
-                style=int(c.get("style", 1)),
-                disabled=bool(c.get("disabled", False)),
-                url=c.get("url"),
-            )
-            for c in iter_components(self.components)
-            if c.get("type") == 2
-        ]
+        return buttons_of(self.components)
 
     @property
     def text(self) -> str:
@@ -315,6 +309,20 @@ class SimMessage:
             f"<SimMessage id={self.id} channel={self.channel.name!r} author={self.author.name!r}"
             f" edits={len(self.revisions) - 1} {' '.join(flags)} content={self.content[:60]!r}>"
         )
+
+
+def buttons_of(components: list[dict[str, Any]]) -> list[SimButton]:
+    return [
+        SimButton(
+            custom_id=c.get("custom_id"),
+            label=c.get("label"),
+            style=int(c.get("style", 1)),
+            disabled=bool(c.get("disabled", False)),
+            url=c.get("url"),
+        )
+        for c in iter_components(components)
+        if c.get("type") == 2
+    ]
 
 
 def iter_components(components: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
