@@ -135,17 +135,20 @@ def _read_jsonl(path: str) -> list[dict[str, Any]]:
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
     records = []
+    number = 0
     try:
         for number, line in enumerate(stream, start=1):
             if not line.strip():
                 continue
             try:
                 record = json.loads(line)
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            except json.JSONDecodeError as exc:
                 raise UsageError(f"{path}:{number}: not valid JSON ({exc})") from None
             if not isinstance(record, dict):
                 raise UsageError(f"{path}:{number}: expected a JSON object")
             records.append(record)
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}:{number + 1}: not UTF-8 text") from None
     finally:
         if stream is not sys.stdin:
             stream.close()
