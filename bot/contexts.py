@@ -123,5 +123,7 @@ class ContextStore:
     async def clear(self, channel_id: int) -> bool:
         """Remove the channel's context; False when it had none."""
         async with self._store.transaction() as conn:
-            cursor = await conn.execute("DELETE FROM qa_contexts WHERE channel_id = ?", (channel_id,))
+            cursor = await conn.execute(
+                "DELETE FROM qa_contexts WHERE channel_id = ?", (channel_id,)
+            )
             return cursor.rowcount > 0

@@ -38,15 +38,15 @@ async def fetch_attachment(
         kinds = " or ".join(sorted(suffixes))
         raise UploadError(f"Upload a {kinds} file; `{name}` is not one.")
     if attachment.size > max_bytes:
-        raise UploadError(
-            f"`{name}` is {_size(attachment.size)}; the limit is {_size(max_bytes)}."
-        )
+        raise UploadError(f"`{name}` is {_size(attachment.size)}; the limit is {_size(max_bytes)}.")
     if attachment.size == 0:
         raise UploadError(f"`{name}` is empty.")
     try:
         data = await attachment.read()
     except discord.HTTPException as exc:
-        raise UploadError(f"I couldn't download `{name}` from Discord; try uploading it again.") from exc
+        raise UploadError(
+            f"I couldn't download `{name}` from Discord; try uploading it again."
+        ) from exc
     if len(data) > max_bytes:  # the declared size lied
         raise UploadError(f"`{name}` is larger than the limit of {_size(max_bytes)}.")
     return data
@@ -62,7 +62,9 @@ def decode_text(data: bytes, name: str) -> str:
     if not data.strip():
         raise UploadError(f"`{name}` is empty.")
     if b"\x00" in data:
-        raise UploadError(f"`{name}` looks like a binary file, not text. Upload a .txt or .md file.")
+        raise UploadError(
+            f"`{name}` looks like a binary file, not text. Upload a .txt or .md file."
+        )
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -73,7 +75,9 @@ def decode_text(data: bytes, name: str) -> str:
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     control = sum(1 for ch in text if ord(ch) < 32 and ch not in "\n\t\f")
     if control > max(8, len(text) // 100):
-        raise UploadError(f"`{name}` looks like a binary file, not text. Upload a .txt or .md file.")
+        raise UploadError(
+            f"`{name}` looks like a binary file, not text. Upload a .txt or .md file."
+        )
     return text
 
 
