@@ -1,4 +1,23 @@
-"""A loopback Discord emulator: REST + gateway on 127.0.0.1 for end-to-end tests and the playground."""
+"""A loopback Discord emulator: REST + gateway on 127.0.0.1 for end-to-end tests and the playground.
+
+    async with DiscordEmulator() as emu:
+        with emu.patch_discord():                       # discord.py now talks to emu
+            async with connected(emu, bot, sync_global=True):   # bot.sim.harness
+                inter = await emu.slash("context set", {"text": "..."}, user=emu.member)
+                await inter.final()                     # deferred, answered, handler done
+                assert "Context set" in inter.text
+                msg = await emu.post_message(emu.channel, emu.admin, "I love it")
+                menu = await emu.context_menu("Analyze sentiment", msg)
+                gen = await emu.slash("generate", {"prompt": "Hi", "max_tokens": 20})
+                await gen.wait_until(lambda i: bool(i.original and i.original.buttons))
+                await emu.click(gen.original, label="Stop")
+
+World: `emu.admin` (guild owner, Admins role), `emu.member`, `emu.guild` with `emu.channel`
+(#general) and `emu.thread`, `emu.other_guild` / `emu.other_channel`, `emu.dm(user)`.
+Records: `emu.requests`, `emu.messages` (every revision kept), `emu.synced_commands`,
+`emu.mention_leaks()`, `emu.unhandled_requests`. Discord rules: 3 s ack deadline, 2,000-char
+content, 15-minute tokens (`emu.advance(seconds)`), rate-limit headers, `emu.force_rate_limit`.
+"""
 
 from __future__ import annotations
 

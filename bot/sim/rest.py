@@ -40,8 +40,8 @@ log = logging.getLogger(__name__)
 API_PREFIX = "/api/v10"
 JSON_HEADERS = {"Content-Type": "application/json"}  # exactly this: discord.py checks equality
 _FILE_FIELD = re.compile(r"^files\[(\d+)\]$")
-JSON_BODY = web.RequestKey("sim_json", object)
-FILES = web.RequestKey("sim_files", list)
+JSON_BODY: web.RequestKey[Any] = web.RequestKey("sim_json", object)
+FILES: web.RequestKey[list[RecordedFile]] = web.RequestKey("sim_files", list)
 INTERACTION = web.RequestKey("sim_interaction", SimInteraction)
 
 Handler = Callable[[web.Request], Awaitable[Any]]
@@ -201,7 +201,8 @@ class RestApi:
 
     @staticmethod
     def _files(request: web.Request) -> list[RecordedFile]:
-        return list(request[FILES])
+        files = request[FILES]
+        return list(files)
 
     @staticmethod
     def _json(request: web.Request) -> dict[str, Any]:
@@ -297,7 +298,7 @@ class RestApi:
 
     async def put_commands(self, request: web.Request) -> ApiResult:
         table = self._command_table(request)
-        body = request[JSON_BODY]
+        body: list[dict[str, Any]] = request[JSON_BODY]
         validate_commands(body)
         guild_raw = request.match_info.get("guild_id")
         guild_id = _int(guild_raw) if guild_raw is not None else None

@@ -272,13 +272,14 @@ def _validate_options(
             )
         if not isinstance(name, str) or not COMMAND_NAME.match(name) or name != name.lower():
             errors.add(f"{p}.name", "APPLICATION_COMMAND_INVALID_NAME", "Command name is invalid")
-        if name in names:
+        if isinstance(name, str) and name in names:
             errors.add(
                 f"{p}.name",
                 "APPLICATION_COMMAND_OPTIONS_NAME_ALREADY_EXISTS",
                 "Option names must be unique",
             )
-        names.add(name)
+        if isinstance(name, str):
+            names.add(name)
         description = option.get("description")
         if not isinstance(description, str) or not 1 <= len(description) <= 100:
             errors.add(
