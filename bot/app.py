@@ -12,6 +12,7 @@ from bot.settings import Settings
 from bot.store import Store
 
 if TYPE_CHECKING:
+    from bot.jobs import FineTuneManager
     from models.registry import ModelRegistry
 
 log = logging.getLogger(__name__)
@@ -50,19 +51,26 @@ async def open_app(
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = await Store.open(settings.database_path)
     owns_registry = registry is None
+    jobs: FineTuneManager | None = None
     try:
         if registry is None:
             registry = build_registry(settings)
+        from bot.jobs import FineTuneManager
+
+        jobs = FineTuneManager(settings, store)
         bot = HFCordBot(
             settings=settings,
             store=store,
             registry=registry,
+            jobs=jobs,
             extensions=extensions,
             sync_commands=sync_commands,
         )
         async with bot:
             yield bot
     finally:
+        if jobs is not None:
+            await jobs.close()  # kills training processes; the next start reports them
         if owns_registry and registry is not None:
             await registry.close()
         await store.close()
