@@ -37,3 +37,22 @@ def registry_of(bot: HFCordBot) -> ModelRegistry:
     if bot.registry is None:
         raise UserFacingError("Models are switched off on this bot; ask its admin.")
     return bot.registry
+
+
+def loading_note(registry: ModelRegistry, task: str, guild_id: int | None) -> str | None:
+    """A sentence for the user when the model for `task` is not loaded yet, else None."""
+    status = registry.status(task, guild_id)
+    if status.state == "ready":
+        return None
+    return f"⏳ Loading the {task} model `{status.model_id}`; the first request can take a minute…"
+
+
+async def note_if_loading(
+    interaction: discord.Interaction, registry: ModelRegistry, task: str
+) -> None:
+    """Tell the user a model is loading instead of leaving them on "thinking…"."""
+    from bot.reply import show_progress
+
+    note = loading_note(registry, task, interaction.guild_id)
+    if note is not None:
+        await show_progress(interaction, note)

@@ -21,6 +21,7 @@ NO_MENTIONS = discord.AllowedMentions.none()
 _FENCE = "```"
 _FENCE_LANG = re.compile(r"```([A-Za-z0-9_+\-.#]{0,32})")
 _SENT_KEY = "hfcord_sent"
+_PLACEHOLDER_KEY = "hfcord_placeholder"
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,10 +137,27 @@ async def send(
             callback = await interaction.response.send_message(**kwargs)
             resource = getattr(callback, "resource", None)
             message = resource if isinstance(resource, discord.Message) else None
+        elif not ephemeral and interaction.extras.pop(_PLACEHOLDER_KEY, False):
+            # A progress note ("loading the model…") holds the first message: replace it.
+            kwargs.pop("ephemeral")
+            if "file" in kwargs or "files" in kwargs:
+                kwargs["attachments"] = (
+                    [kwargs.pop("file")] if "file" in kwargs else kwargs.pop("files")
+                )
+            kwargs.setdefault("content", None)
+            message = await interaction.edit_original_response(**kwargs)
         else:
             message = await interaction.followup.send(wait=True, **kwargs)
         interaction.extras[_SENT_KEY] = True
     return message
+
+
+async def show_progress(interaction: discord.Interaction, text: str) -> None:
+    """Put a progress note in the deferred response; the answer replaces it."""
+    if interaction.extras.get(_SENT_KEY):
+        return
+    await interaction.edit_original_response(content=text, allowed_mentions=NO_MENTIONS)
+    interaction.extras[_PLACEHOLDER_KEY] = True
 
 
 async def send_error(interaction: discord.Interaction, text: str) -> None:
@@ -148,9 +166,13 @@ async def send_error(interaction: discord.Interaction, text: str) -> None:
         log.info("could not report an error, interaction %s expired: %s", interaction.id, text)
         return
     if interaction.response.is_done() and not interaction.extras.get(_SENT_KEY):
+        interaction.extras.pop(_PLACEHOLDER_KEY, None)
         # After a public defer the first follow-up replaces the "thinking" message and
         # ignores `ephemeral`; remove the placeholder so the error stays private.
-        if interaction.response.type is discord.InteractionResponseType.deferred_channel_message:
+        if interaction.response.type in (
+            discord.InteractionResponseType.deferred_channel_message,
+            None,  # unknown: a progress note may hold the message
+        ):
             try:
                 await interaction.delete_original_response()
             except discord.HTTPException:

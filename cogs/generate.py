@@ -11,7 +11,7 @@ from discord.ext import commands
 
 from bot.checks import is_admin, model_cooldown
 from bot.client import HFCordBot
-from bot.inputs import bounded_text, registry_of
+from bot.inputs import bounded_text, loading_note, registry_of
 from bot.reply import StreamingReply, defer, send
 from bot.text import clip
 from models.specs import GenerationParams
@@ -104,7 +104,9 @@ class Generation(commands.Cog):
             stream = registry.generate(
                 prompt, params, guild_id=interaction.guild_id, cancel=view.cancel
             )
-            await reply.render(render(prompt, ""))
+            await reply.render(
+                render(prompt, loading_note(registry, "generation", interaction.guild_id) or "")
+            )
             last_edit = time.monotonic()
             async for piece in stream:
                 text += piece
@@ -113,6 +115,7 @@ class Generation(commands.Cog):
                     await reply.render(render(prompt, text))
                     last_edit = now
             stats = stream.stats
+            assert stats is not None  # set once the stream is exhausted
             reason = {"length": "hit max_tokens", "stop": "finished", "cancelled": "stopped"}.get(
                 stats.finish_reason, stats.finish_reason
             )

@@ -54,7 +54,7 @@ class Models(commands.Cog):
     @app_commands.command(name="models")
     async def models(self, interaction: discord.Interaction[HFCordBot]) -> None:
         """Which model serves each task here, and whether it is loaded."""
-        statuses = registry_of(self.bot).statuses()
+        statuses = registry_of(self.bot).statuses(interaction.guild_id)
         await send(interaction, format_statuses(statuses, interaction.guild_id), ephemeral=True)
 
 

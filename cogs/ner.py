@@ -8,7 +8,7 @@ from discord.ext import commands
 
 from bot.checks import model_cooldown
 from bot.client import HFCordBot
-from bot.inputs import bounded_text, message_text, registry_of
+from bot.inputs import bounded_text, message_text, note_if_loading, registry_of
 from bot.reply import defer, send
 from models.results import Entity, NERResult
 
@@ -51,7 +51,9 @@ class NamedEntities(commands.Cog):
         self.bot.tree.remove_command(self.menu.name, type=self.menu.type)
 
     async def _reply(self, interaction: discord.Interaction[HFCordBot], text: str) -> None:
-        result = await registry_of(self.bot).ner(text, guild_id=interaction.guild_id)
+        registry = registry_of(self.bot)
+        await note_if_loading(interaction, registry, "ner")
+        result = await registry.ner(text, guild_id=interaction.guild_id)
         await send(interaction, format_entities(text, result))
 
     @app_commands.command(name="ner")

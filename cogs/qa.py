@@ -10,7 +10,7 @@ from bot.checks import model_cooldown
 from bot.client import HFCordBot
 from bot.contexts import ContextStore, QAContext
 from bot.errors import UserFacingError
-from bot.inputs import bounded_text, registry_of
+from bot.inputs import bounded_text, note_if_loading, registry_of
 from bot.reply import defer, send
 from bot.text import quote, sentence_around
 from bot.uploads import read_text_attachment
@@ -189,9 +189,9 @@ class QuestionAnswering(commands.Cog):
         context, _ = await self.effective_context(interaction.channel, interaction.channel_id)
         if context is None:
             raise UserFacingError(NO_CONTEXT)
-        result = await registry_of(self.bot).answer(
-            question, context.body, guild_id=interaction.guild_id
-        )
+        registry = registry_of(self.bot)
+        await note_if_loading(interaction, registry, "qa")
+        result = await registry.answer(question, context.body, guild_id=interaction.guild_id)
         best = result.best
         if best is None or best.is_empty or best.score < self.bot.settings.qa_min_score:
             await send(

@@ -8,7 +8,7 @@ from discord.ext import commands
 
 from bot.checks import model_cooldown
 from bot.client import HFCordBot
-from bot.inputs import bounded_text, message_text, registry_of
+from bot.inputs import bounded_text, message_text, note_if_loading, registry_of
 from bot.reply import defer, send
 from bot.text import clip, quote
 from models.results import ClassificationResult
@@ -38,7 +38,9 @@ class Sentiment(commands.Cog):
         self.bot.tree.remove_command(self.menu.name, type=self.menu.type)
 
     async def _reply(self, interaction: discord.Interaction[HFCordBot], text: str) -> None:
-        result = await registry_of(self.bot).classify(text, guild_id=interaction.guild_id, top_k=2)
+        registry = registry_of(self.bot)
+        await note_if_loading(interaction, registry, "sentiment")
+        result = await registry.classify(text, guild_id=interaction.guild_id, top_k=2)
         await send(interaction, format_sentiment(text, result))
 
     @app_commands.command(name="sentiment")
