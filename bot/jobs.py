@@ -919,6 +919,11 @@ class FineTuneManager:
             raise FineTuneError(f"There is no fine-tune job #{job_id} in this server.")
         return job
 
+    def process_of(self, job_id: int) -> TrainingProcess | None:
+        """The training process of a job this bot is running (None when not running here)."""
+        entry = self._entries.get(job_id)
+        return entry.process if entry is not None else None
+
     def describe(self, job: FineTuneJob) -> str:
         """The job's status text, with live progress when this process runs it."""
         entry = self._entries.get(job.id)
