@@ -60,7 +60,7 @@ async def wait_job(
 
 async def wait_for(predicate: Callable[[], bool], timeout: float = JOB_TIMEOUT_S) -> None:
     async with asyncio.timeout(timeout):
-        while not predicate():
+        while not predicate():  # noqa: ASYNC110 - polls emulator state, no event to await
             await asyncio.sleep(0.1)
 
 
