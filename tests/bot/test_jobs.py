@@ -395,7 +395,7 @@ async def test_submit_refuses_bad_data_and_parameters_and_writes_nothing(
     manager = make_manager()
     await manager.start(FakeBot())  # type: ignore[arg-type]
     bad = request(train=Upload("moods.tsv", b"label\ttext\npos\tfine\n\tno label\n"))
-    with pytest.raises(UserFacingError, match="moods.tsv line 3"):
+    with pytest.raises(UserFacingError, match=r"moods\.tsv line 3"):
         await manager.submit(bad)
     with pytest.raises(UserFacingError, match="learning rate"):
         await manager.submit(request(learning_rate=2.0))
