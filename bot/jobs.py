@@ -667,7 +667,10 @@ class FineTuneManager:
             "validation": _source_params(request.validation, VALIDATION_FILE),
             "train_examples": train_summary.num_examples,
         }
+        # Data first (in a staging folder), then the row, then the folder takes the job's id:
+        # a failure at any step leaves no job without its data.
         await asyncio.to_thread(_write_inputs, staging, request)
+        job: FineTuneJob | None = None
         try:
             job = await self.repo.create(
                 guild_id=request.guild_id,
@@ -681,6 +684,8 @@ class FineTuneManager:
             await asyncio.to_thread(staging.rename, self.jobs_dir / str(job.id))
         except BaseException:
             await asyncio.to_thread(shutil.rmtree, staging, True)
+            if job is not None:
+                await self.repo.finish(job.id, FAILED, error="Its data could not be stored.")
             raise
         await self.store.audit(
             guild_id=request.guild_id,
