@@ -20,8 +20,6 @@ from bot.settings import Settings
 from bot.sim import CommandNotVisible, DiscordEmulator, SimMessage
 from tests.e2e.conftest import BotRunner
 
-pytestmark = pytest.mark.slow  # real training processes
-
 JOB_TIMEOUT_S = 240  # worker start-up plus a few steps on a loaded 2-core CI machine
 
 GOOD_CSV = "text,label\n" + "".join(
@@ -126,6 +124,7 @@ async def test_malformed_upload_is_refused_with_its_line(
     assert not jobs_dir.exists() or list(jobs_dir.iterdir()) == []  # nothing half-written
 
 
+@pytest.mark.slow  # a real training process
 async def test_upload_trains_with_progress_and_png_then_promote_serves_only_this_server(
     emu: DiscordEmulator,
     run_bot: BotRunner,
@@ -188,6 +187,7 @@ async def test_upload_trains_with_progress_and_png_then_promote_serves_only_this
         assert actions[:3] == ["finetune.rollback", "finetune.promote", "finetune.start"]
 
 
+@pytest.mark.slow  # a real training process
 async def test_cancel_stops_a_running_job_and_drops_a_queued_one(
     emu: DiscordEmulator, hfcord: HFCordBot, tiny_sentiment_dir: Path, settings: Settings
 ) -> None:
@@ -227,6 +227,7 @@ async def test_cancel_stops_a_running_job_and_drops_a_queued_one(
     assert "**#2** · cancelled" in listed.text and "**#1** · cancelled" in listed.text
 
 
+@pytest.mark.slow  # a real training process
 async def test_training_process_killed_from_outside_fails_the_job_bot_keeps_answering(
     emu: DiscordEmulator, hfcord: HFCordBot, tiny_sentiment_dir: Path
 ) -> None:
