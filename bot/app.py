@@ -21,22 +21,8 @@ log = logging.getLogger(__name__)
 def build_registry(settings: Settings) -> ModelRegistry:
     """The model registry for the configured models (nothing is loaded until first use)."""
     from models.registry import ModelRegistry
-    from models.specs import default_specs
 
-    specs = default_specs(
-        generation=settings.generation_model,
-        generation_gguf_file=settings.generation_gguf_file,
-        sentiment=settings.sentiment_model,
-        ner=settings.ner_model,
-        qa=settings.qa_model,
-        device=settings.device,
-        max_new_tokens=settings.max_new_tokens,
-    )
-    return ModelRegistry(
-        specs,
-        allowed_roots=settings.allowed_model_roots,
-        torch_threads=settings.torch_threads,
-    )
+    return ModelRegistry.from_settings(settings)
 
 
 @asynccontextmanager

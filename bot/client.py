@@ -6,7 +6,7 @@ import importlib
 import logging
 import pkgutil
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import discord
 from discord.ext import commands
@@ -18,6 +18,7 @@ from bot.settings import Settings
 from bot.store import Store
 
 if TYPE_CHECKING:
+    from bot.jobs import FineTuneManager
     from models.registry import ModelRegistry
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ class HFCordBot(commands.Bot):
         settings: Settings,
         store: Store,
         registry: ModelRegistry | None = None,
-        jobs: Any | None = None,
+        jobs: FineTuneManager | None = None,
         extensions: Sequence[str] | None = None,
         sync_commands: bool = True,
     ) -> None:
