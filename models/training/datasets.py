@@ -668,6 +668,10 @@ def _sort_labels(labels: Iterable[str]) -> tuple[str, ...]:
 def _parse_classification(
     text: str, fmt: DataFormat, source: str, columns: ColumnSpec
 ) -> ParsedDataset:
+    first_line = text.lstrip().split("\n", 1)[0]
+    if fmt is DataFormat.TEXT and ("," in first_line or ";" in first_line):
+        # Rows of uneven width: read it as the CSV it claims to be, so the bad line is named.
+        fmt = DataFormat.CSV
     if fmt in (DataFormat.CONLL, DataFormat.SQUAD, DataFormat.TEXT):
         raise DatasetError(
             f"{source} looks like {_format_name(fmt)}, not a table; text classification needs "

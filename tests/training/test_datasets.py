@@ -155,6 +155,12 @@ def test_csv_bad_row_names_the_line() -> None:
         parse_dataset(data, CLS, filename="d.csv")
 
 
+def test_csv_with_unquoted_commas_names_the_line() -> None:
+    data = b"text,label\nfine,1\nbad,0\nnot, quoted, at all,1\nok,0\nyes, really, truly, so,1\n"
+    with pytest.raises(DatasetError, match=r"d\.csv line 4 has 4 fields but the header has 2"):
+        parse_dataset(data, CLS, filename="d.csv")
+
+
 def test_jsonl_bad_line_names_the_line() -> None:
     data = b'{"text": "a", "label": 1}\n{"text": "b", "label": 0}\n{"text": "c", label: 1}\n'
     with pytest.raises(DatasetError, match=r"line 3 is not valid JSON"):
