@@ -29,17 +29,24 @@ def available_cpus() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def default_torch_threads() -> int:
+    """Torch threads when none are configured: all CPUs but one (at least one)."""
+    return max(1, available_cpus() - 1)
+
+
 def configure_torch_threads(threads: int | None) -> int:
     """Set torch's intra-op threads once per process; return the count in effect.
 
-    ``None`` keeps one thread per available CPU. Inter-op parallelism is set to 1: the registry
-    runs one op at a time per device, and extra inter-op threads only compete with the loop.
+    ``None`` means one thread per available CPU but one, which stays free for the event loop
+    and tokenization (on 2 CPUs: 1 thread; measured in bench/serving.py, two OpenMP threads
+    competing with the loop and other processes made single requests over 10x slower).
+    Inter-op parallelism is set to 1: the registry runs one op at a time per device.
     """
     global _configured_threads
     import torch
 
     with _threads_lock:
-        wanted = threads if threads is not None else available_cpus()
+        wanted = threads if threads is not None else default_torch_threads()
         if _configured_threads is None:
             try:
                 torch.set_num_interop_threads(1)
@@ -70,7 +77,7 @@ class DeviceExecutors:
     def _initializer(self) -> None:
         import torch
 
-        torch.set_num_threads(_configured_threads or available_cpus())
+        torch.set_num_threads(_configured_threads or default_torch_threads())
 
     def executor(self, device: str) -> ThreadPoolExecutor:
         key = _normalize(device)

@@ -53,6 +53,14 @@ def _model_inputs(model: Any, encoded: Any) -> dict[str, torch.Tensor]:
     return inputs
 
 
+def length_sorted_chunks(lengths: Sequence[int], rows: int) -> list[list[int]]:
+    """Indices grouped into chunks of at most ``rows``, shortest first, so each padded
+    forward pass holds inputs of similar length."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    step = max(1, rows)
+    return [order[s : s + step] for s in range(0, len(order), step)]
+
+
 class _Pending:
     """Marker for a result slot not computed yet."""
 
@@ -94,26 +102,28 @@ class ClassificationRunner:
         todo = [i for i, r in enumerate(results) if r is _PENDING]
         if not todo:
             return results
-        encoded = self.tokenizer(
-            [requests[i].text for i in todo],
-            padding=True,
-            truncation=True,
-            max_length=self.max_length,
-            return_tensors="pt",
-        )
-        logits = (
-            _forward(self.model, _model_inputs(self.model, encoded)).logits.float().cpu().numpy()
-        )
-        probs = 1.0 / (1.0 + np.exp(-logits)) if self.sigmoid else softmax(logits)
-        for row, i in enumerate(todo):
-            order = np.argsort(-probs[row])[: max(1, requests[i].top_k)]
-            scores = tuple(LabelScore(self.labels[j], float(probs[row, j])) for j in order)
-            results[i] = ClassificationResult(
-                label=scores[0].label,
-                score=scores[0].score,
-                scores=scores,
-                model_id=self.spec.model_id,
+        lengths = [len(requests[i].text) for i in todo]
+        for chunk in length_sorted_chunks(lengths, self.spec.forward_batch):
+            indices = [todo[c] for c in chunk]
+            encoded = self.tokenizer(
+                [requests[i].text for i in indices],
+                padding=True,
+                truncation=True,
+                max_length=self.max_length,
+                return_tensors="pt",
             )
+            output = _forward(self.model, _model_inputs(self.model, encoded))
+            logits = output.logits.float().cpu().numpy()
+            probs = 1.0 / (1.0 + np.exp(-logits)) if self.sigmoid else softmax(logits)
+            for row, i in enumerate(indices):
+                order = np.argsort(-probs[row])[: max(1, requests[i].top_k)]
+                scores = tuple(LabelScore(self.labels[j], float(probs[row, j])) for j in order)
+                results[i] = ClassificationResult(
+                    label=scores[0].label,
+                    score=scores[0].score,
+                    scores=scores,
+                    model_id=self.spec.model_id,
+                )
         return results
 
 
@@ -142,8 +152,16 @@ class TokenClassificationRunner:
         todo = [i for i, r in enumerate(results) if r is _PENDING]
         if not todo:
             return results
+        lengths = [len(texts[i]) for i in todo]
+        for chunk in length_sorted_chunks(lengths, self.spec.forward_batch):
+            indices = [todo[c] for c in chunk]
+            for i, result in zip(indices, self._run([texts[i] for i in indices]), strict=True):
+                results[i] = result
+        return results
+
+    def _run(self, texts: list[str]) -> list[NERResult]:
         encoded = self.tokenizer(
-            [texts[i] for i in todo],
+            texts,
             padding=True,
             truncation=True,
             max_length=self.max_length,
@@ -154,8 +172,7 @@ class TokenClassificationRunner:
             return_tensors="pt",
         )
         windows_of = encoded["overflow_to_sample_mapping"].tolist()
-        logits = self._forward_windows(_model_inputs(self.model, encoded))
-        probs = softmax(logits)
+        probs = softmax(self._forward_windows(_model_inputs(self.model, encoded)))
         per_sample: dict[int, list[list[TokenPrediction]]] = {}
         offsets = encoded["offset_mapping"].tolist()
         special = encoded["special_tokens_mask"].tolist()
@@ -169,18 +186,19 @@ class TokenClassificationRunner:
                 if attention[w][t] and not special[w][t]
             ]
             per_sample.setdefault(sample, []).append(window)
-        for sample, i in enumerate(todo):
+        results = []
+        for sample, text in enumerate(texts):
             tokens = merge_windows(per_sample.get(sample, []))
             entities = aggregate_simple(
-                tokens, self.id2label, self.tokenizer.convert_tokens_to_string, text=texts[i]
+                tokens, self.id2label, self.tokenizer.convert_tokens_to_string, text=text
             )
-            results[i] = NERResult(entities=tuple(entities), model_id=self.spec.model_id)
+            results.append(NERResult(entities=tuple(entities), model_id=self.spec.model_id))
         return results
 
     def _forward_windows(self, inputs: dict[str, torch.Tensor]) -> np.ndarray:
         # Long texts make many windows: cap rows per forward pass to bound memory.
         rows = inputs["input_ids"].shape[0]
-        step = max(1, self.spec.max_batch)
+        step = max(1, self.spec.forward_batch)
         chunks = [
             _forward(self.model, {k: v[s : s + step] for k, v in inputs.items()})
             .logits.float()
@@ -247,7 +265,7 @@ class QuestionAnsweringRunner:
                 results[i] = exc
         if not encodings:
             return results
-        # Every window of every request, padded together and run max_batch rows at a time.
+        # Every window of every request, sorted by length and run forward_batch rows at a time.
         rows: list[tuple[int, int]] = []
         features: list[dict[str, list[int]]] = []
         for i, encoded in encodings.items():
@@ -292,16 +310,15 @@ class QuestionAnsweringRunner:
         return results
 
     def _forward(self, features: list[dict[str, list[int]]]) -> tuple[np.ndarray, np.ndarray]:
-        step = max(1, self.spec.max_batch)
+        """Start and end logits per window (rows in ``features`` order, padded to the longest)."""
         width = max(len(f["input_ids"]) for f in features)
-        starts: list[np.ndarray] = []
-        ends: list[np.ndarray] = []
-        for s in range(0, len(features), step):
-            chunk = features[s : s + step]
-            padded = self.tokenizer.pad(
-                chunk, padding="max_length", max_length=width, return_tensors="pt"
-            )
+        starts = np.zeros((len(features), width), dtype=np.float32)
+        ends = np.zeros((len(features), width), dtype=np.float32)
+        lengths = [len(f["input_ids"]) for f in features]
+        for chunk in length_sorted_chunks(lengths, self.spec.forward_batch):
+            padded = self.tokenizer.pad([features[i] for i in chunk], return_tensors="pt")
             out = _forward(self.model, _model_inputs(self.model, padded))
-            starts.append(out.start_logits.float().cpu().numpy())
-            ends.append(out.end_logits.float().cpu().numpy())
-        return np.concatenate(starts, axis=0), np.concatenate(ends, axis=0)
+            n = padded["input_ids"].shape[1]
+            starts[chunk, :n] = out.start_logits.float().cpu().numpy()
+            ends[chunk, :n] = out.end_logits.float().cpu().numpy()
+        return starts, ends

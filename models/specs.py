@@ -32,12 +32,13 @@ _DTYPES = frozenset({"auto", "float32", "float16", "bfloat16"})
 class ModelSpec:
     """One servable model: where it comes from and how it is batched.
 
-    For encoder tasks ``max_batch`` is the number of requests gathered into one forward pass
-    (QA also caps windows per forward pass with it); for generation it is the number of
-    streams that may generate at the same time (interleaved, never batched together).
+    For encoder tasks ``max_batch`` is the number of requests gathered into one executor job;
+    the runner sorts them by length and runs forward passes of ``forward_batch`` rows (inputs
+    of similar length together, so padding stays small). For generation ``max_batch`` is the
+    number of streams that may generate at the same time (interleaved, never batched together).
     ``queue_depth`` bounds the requests waiting beyond that; past it requests fail fast with
-    :class:`models.errors.QueueFull`. ``length_buckets`` are character-length edges: a batch only
-    holds requests from one bucket, which limits padding.
+    :class:`models.errors.QueueFull`. ``length_buckets`` are character-length edges: one job
+    only holds requests from one bucket, so a very long input never joins short ones.
     """
 
     task: Task
@@ -47,9 +48,10 @@ class ModelSpec:
     dtype: str = "auto"
     device: str = "cpu"
     max_batch: int = 16
+    forward_batch: int = 16
     max_wait_ms: float = 5.0
     queue_depth: int = 256
-    length_buckets: tuple[int, ...] = (64, 256, 1024)
+    length_buckets: tuple[int, ...] = (512, 2048)
     # generation
     max_new_tokens: int = 200
     generation_chunk_tokens: int = 4
@@ -66,7 +68,13 @@ class ModelSpec:
             raise ValueError("model_id must not be empty")
         if self.dtype not in _DTYPES:
             raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {self.dtype!r}")
-        for name in ("max_batch", "queue_depth", "max_new_tokens", "generation_chunk_tokens"):
+        for name in (
+            "max_batch",
+            "forward_batch",
+            "queue_depth",
+            "max_new_tokens",
+            "generation_chunk_tokens",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
         if self.max_wait_ms < 0:
@@ -103,9 +111,9 @@ class ModelSpec:
 
 _TASK_DEFAULTS: dict[Task, dict[str, object]] = {
     Task.GENERATION: {"max_batch": 2, "queue_depth": 16},
-    Task.SENTIMENT: {"max_batch": 32, "max_wait_ms": 5.0, "queue_depth": 256},
-    Task.NER: {"max_batch": 16, "max_wait_ms": 5.0, "queue_depth": 128},
-    Task.QA: {"max_batch": 8, "max_wait_ms": 5.0, "queue_depth": 64},
+    Task.SENTIMENT: {"max_batch": 64, "max_wait_ms": 5.0, "queue_depth": 256},
+    Task.NER: {"max_batch": 32, "max_wait_ms": 5.0, "queue_depth": 128},
+    Task.QA: {"max_batch": 8, "forward_batch": 8, "max_wait_ms": 5.0, "queue_depth": 64},
 }
 
 
