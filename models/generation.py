@@ -13,7 +13,7 @@ import inspect
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import torch
 from transformers import (
@@ -162,7 +162,7 @@ class GenerationSession:
             **{self._cache_arg: self.cache},
         )
         self.cache = getattr(out, self._cache_arg)
-        scores = self.processors(self.ids, out.logits[:, -1, :].float())
+        scores = self.processors(cast(torch.LongTensor, self.ids), out.logits[:, -1, :].float())
         if self.params.do_sample:
             probs = torch.softmax(scores, dim=-1)
             token = torch.multinomial(probs, num_samples=1, generator=self.generator)
