@@ -57,9 +57,9 @@ def test_run_prints_progress_then_one_json_line(
     text = "\n".join(lines[:-1])
     assert "train.tsv: 150 examples" in text  # the validation summary comes first
     assert "step 5/5" in text and "eval at step 5: loss" in text and "[training]" in text
-    from transformers import AutoModelForSequenceClassification
-
-    assert AutoModelForSequenceClassification.from_pretrained(out).config.num_labels == 2
+    config = json.loads((out / "config.json").read_text())
+    assert config["id2label"] == {"0": "0", "1": "1"}
+    assert (out / "model.safetensors").is_file()
 
 
 def test_malformed_file_is_refused_before_training(

@@ -282,6 +282,9 @@ def run_job(spec: JobSpec, emit: Emit, stop: StopFlag | None = None) -> dict[str
 
     if spec.torch_threads:
         torch.set_num_threads(spec.torch_threads)
+    from transformers import set_seed
+
+    set_seed(spec.seed)  # before loading: a new head's initial weights come from the seed too
     tokenizer, model, id2label = _load_model(spec, train)
     label2id = {v: k for k, v in id2label.items()}
     max_length = _effective_max_length(spec, tokenizer, model.config)
