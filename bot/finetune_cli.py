@@ -207,7 +207,12 @@ def main(argv: list[str]) -> int:
         spec = _spec_from_args(args)
         _validate(spec)
     except (DatasetError, JobSpecError) as exc:
-        failure = {"status": STATUS_FAILED, "metrics": {}, "output_dir": None, "error": str(exc)}
+        failure: dict[str, Any] = {
+            "status": STATUS_FAILED,
+            "metrics": {},
+            "output_dir": None,
+            "error": str(exc),
+        }
         if args.json:
             print(json.dumps(failure), flush=True)
         else:
