@@ -68,6 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--text-pair-column", help="classification: the second sentence of a pair")
     parser.add_argument("--label-column", help="classification: the label column")
+    parser.add_argument(
+        "--label-names",
+        help="classification: names for label values, e.g. 0=negative,1=positive",
+    )
     parser.add_argument("--epochs", type=float, default=3.0)
     parser.add_argument("--learning-rate", type=float, default=5e-5)
     parser.add_argument("--batch-size", type=int, default=16)
@@ -89,7 +93,9 @@ def _spec_from_args(args: argparse.Namespace) -> JobSpec:
         base_model=args.base_model,
         train=DataSource.parse(args.train),
         validation=validation,
-        columns=ColumnSpec(args.text_column, args.text_pair_column, args.label_column),
+        columns=ColumnSpec(
+            args.text_column, args.text_pair_column, args.label_column, args.label_names
+        ),
         output_dir=str(Path(args.output).resolve()),
         epochs=args.epochs,
         learning_rate=args.learning_rate,

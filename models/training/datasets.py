@@ -81,6 +81,28 @@ class ColumnSpec:
     text: str | None = None
     text_pair: str | None = None
     label: str | None = None
+    # Names for label values, "0=negative,1=positive": the served model then says
+    # "positive" rather than "1". Values not named keep their text.
+    label_names: str | None = None
+
+    def label_map(self) -> dict[str, str]:
+        """``label_names`` as a mapping; raises :class:`DatasetError` when malformed."""
+        if not self.label_names or not self.label_names.strip():
+            return {}
+        mapping: dict[str, str] = {}
+        for part in self.label_names.split(","):
+            value, sep, name = part.partition("=")
+            value, name = value.strip(), name.strip()
+            if not sep or not value or not name:
+                raise DatasetError(
+                    f"Label names must look like 0=negative,1=positive; {part.strip()!r} does not."
+                )
+            if value in mapping:
+                raise DatasetError(f"Label names give the value {value!r} twice.")
+            mapping[value] = name
+        if len(set(mapping.values())) != len(mapping):
+            raise DatasetError("Label names must be different from each other.")
+        return mapping
 
 
 @dataclass(frozen=True)
@@ -711,6 +733,7 @@ def _classification_from_rows(
 ) -> ParsedDataset:
     picked = _pick_columns(header, columns, source)
     assert picked.text is not None and picked.label is not None
+    names = columns.label_map()
     examples: list[ClassificationExample] = []
     for where, row in rows:
         line = _line_number(where)
@@ -731,7 +754,7 @@ def _classification_from_rows(
             raise DatasetError(f"{source} {where} has no text in column {picked.text!r}.")
         if picked.text_pair and not pair:
             raise DatasetError(f"{source} {where} has no text in column {picked.text_pair!r}.")
-        examples.append(ClassificationExample(sentence, label, pair, line))
+        examples.append(ClassificationExample(sentence, names.get(label, label), pair, line))
     _check_count(examples, source)
     labels = _sort_labels(ex.label for ex in examples)
     if len(labels) < 2:

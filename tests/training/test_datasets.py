@@ -414,3 +414,27 @@ def test_hub_dataset_pairs_and_load_errors(monkeypatch: pytest.MonkeyPatch) -> N
         DatasetError, match=r"Couldn't load the hub dataset nope \[train\]: no internet"
     ):
         load_hub_dataset("nope", CLS)
+
+
+def test_label_names_replace_label_values() -> None:
+    data = b"label\tsentence\n0\tawful film\n1\tlovely film\n1\tgreat\n0\tbad\n"
+    parsed = parse_dataset(
+        data,
+        TrainTask.TEXT_CLASSIFICATION,
+        filename="sst.tsv",
+        columns=ColumnSpec(label_names="0=negative, 1=positive"),
+    )
+    assert parsed.labels == ("negative", "positive")
+    assert [ex.label for ex in parsed.examples] == ["negative", "positive", "positive", "negative"]
+
+
+@pytest.mark.parametrize("names", ["0:negative", "0=negative,0=bad", "0=same,1=same", "=x"])
+def test_malformed_label_names_are_refused(names: str) -> None:
+    data = b"label\tsentence\n0\tawful film\n1\tlovely film\n"
+    with pytest.raises(DatasetError, match="Label names"):
+        parse_dataset(
+            data,
+            TrainTask.TEXT_CLASSIFICATION,
+            filename="sst.tsv",
+            columns=ColumnSpec(label_names=names),
+        )
