@@ -20,9 +20,13 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
 async def test_set_get_append_clear(store: Store) -> None:
     contexts = ContextStore(store, max_chars=1000)
     assert await contexts.get(1) is None
-    first = await contexts.set(channel_id=1, guild_id=9, body="  Paris is in France. ", source="text", author_id=5)
+    first = await contexts.set(
+        channel_id=1, guild_id=9, body="  Paris is in France. ", source="text", author_id=5
+    )
     assert (first.body, first.author_id, first.source) == ("Paris is in France.", 5, "text")
-    appended = await contexts.append(channel_id=1, guild_id=9, body="Rome is in Italy.", source="text", author_id=6)
+    appended = await contexts.append(
+        channel_id=1, guild_id=9, body="Rome is in Italy.", source="text", author_id=6
+    )
     assert appended.body == "Paris is in France.\n\nRome is in Italy."
     assert appended.author_id == 5 and appended.updated_by == 6
     assert appended.created_at == first.created_at
@@ -35,7 +39,9 @@ async def test_set_get_append_clear(store: Store) -> None:
 async def test_set_replaces_and_takes_authorship(store: Store) -> None:
     contexts = ContextStore(store, max_chars=1000)
     await contexts.set(channel_id=1, guild_id=None, body="old", source="text", author_id=5)
-    new = await contexts.set(channel_id=1, guild_id=None, body="new", source="file notes.md", author_id=7)
+    new = await contexts.set(
+        channel_id=1, guild_id=None, body="new", source="file notes.md", author_id=7
+    )
     assert (new.body, new.author_id, new.source) == ("new", 7, "file notes.md")
 
 
@@ -43,7 +49,9 @@ async def test_limits_and_empty_text_lose_nothing(store: Store) -> None:
     contexts = ContextStore(store, max_chars=30)
     await contexts.set(channel_id=1, guild_id=None, body="x" * 20, source="text", author_id=5)
     with pytest.raises(ContextTooLong, match="limit is 30"):
-        await contexts.append(channel_id=1, guild_id=None, body="y" * 20, source="text", author_id=5)
+        await contexts.append(
+            channel_id=1, guild_id=None, body="y" * 20, source="text", author_id=5
+        )
     with pytest.raises(ContextTooLong):
         await contexts.set(channel_id=1, guild_id=None, body="z" * 31, source="text", author_id=5)
     with pytest.raises(UserFacingError):
@@ -55,7 +63,9 @@ async def test_limits_and_empty_text_lose_nothing(store: Store) -> None:
 async def test_contexts_survive_reopening(tmp_path: Path) -> None:
     path = tmp_path / "db.sqlite3"
     store = await Store.open(path)
-    await ContextStore(store, max_chars=100).set(channel_id=3, guild_id=1, body="kept", source="text", author_id=1)
+    await ContextStore(store, max_chars=100).set(
+        channel_id=3, guild_id=1, body="kept", source="text", author_id=1
+    )
     await store.close()
     store = await Store.open(path)
     try:
