@@ -98,7 +98,8 @@ async def _sync(settings: Settings, token: str) -> int:
 
     from bot.app import open_app
 
-    async with open_app(settings, sync_commands=False) as bot:
+    # Only commands are needed: no job manager (it would claim this data folder's jobs).
+    async with open_app(settings, sync_commands=False, fine_tuning=False) as bot:
         try:
             await bot.login(token)  # runs setup_hook, which loads the cogs
         except discord.LoginFailure:

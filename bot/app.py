@@ -32,6 +32,7 @@ async def open_app(
     registry: ModelRegistry | None = None,
     extensions: Sequence[str] | None = None,
     sync_commands: bool = True,
+    fine_tuning: bool = True,
 ) -> AsyncIterator[HFCordBot]:
     """Open everything the bot owns and close it all on exit; the caller starts the bot."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -41,9 +42,10 @@ async def open_app(
     try:
         if registry is None:
             registry = build_registry(settings)
-        from bot.jobs import FineTuneManager
+        if fine_tuning:
+            from bot.jobs import FineTuneManager
 
-        jobs = FineTuneManager(settings, store)
+            jobs = FineTuneManager(settings, store)
         bot = HFCordBot(
             settings=settings,
             store=store,

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import io
 import json
 import logging
+import os
 import shutil
 import sys
 import time
@@ -585,6 +587,7 @@ class FineTuneManager:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._started = False
         self._closing = False
+        self._lock_fd: int | None = None
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -595,11 +598,36 @@ class FineTuneManager:
         self._bot = bot
         self._started = True
         self._closing = False
+        if not self._take_ownership():
+            # Another bot process (or a playground) runs jobs for this data folder: its jobs
+            # are not ours to mark interrupted, and new ones would race with it.
+            log.warning(
+                "another hfcord process runs fine-tuning for %s; jobs are disabled here",
+                self.settings.data_dir,
+            )
+            await self.restore_promotions()
+            return
         interrupted = await self.repo.interrupt_unfinished()
         await self.restore_promotions()
         if interrupted:
             log.warning("%d fine-tune job(s) were interrupted by a restart", len(interrupted))
             self._spawn(self._report_interrupted(interrupted), "finetune-report-interrupted")
+
+    def _take_ownership(self) -> bool:
+        """One process per data folder runs jobs: hold an exclusive lock while started."""
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.settings.data_dir / "fine-tuning.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return False
+        self._lock_fd = fd
+        return True
+
+    @property
+    def owns_jobs(self) -> bool:
+        return self._lock_fd is not None
 
     async def restore_promotions(self) -> int:
         """Serve every stored promotion again (loaded on first use); returns how many."""
@@ -643,6 +671,9 @@ class FineTuneManager:
         self._active.clear()
         self._queue.clear()
         self._started = False
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing the descriptor releases the lock
+            self._lock_fd = None
 
     def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
         task = asyncio.create_task(coro, name=name)
@@ -656,6 +687,11 @@ class FineTuneManager:
         """Validate (off the event loop), record, stage the data and queue the job."""
         if self._bot is None or self._closing:
             raise FineTuneError("Fine-tuning isn't running on this bot right now; try again later.")
+        if not self.owns_jobs:
+            raise FineTuneError(
+                "Another hfcord process using the same data folder runs fine-tuning jobs; "
+                "start jobs from that one."
+            )
         staging = self.jobs_dir / f".incoming-{uuid.uuid4().hex}"
         train_summary, validation_summary = await asyncio.to_thread(
             _validate_request, request, staging
@@ -943,6 +979,10 @@ class FineTuneManager:
         if not job.active:
             raise FineTuneError(
                 f"Job #{job_id} is already {job.status}; there is nothing to cancel."
+            )
+        if not self.owns_jobs:
+            raise FineTuneError(
+                "Another hfcord process using the same data folder runs this job; cancel it there."
             )
         await self.store.audit(
             guild_id=guild_id, user_id=user_id, action="finetune.cancel", detail=f"job {job_id}"

@@ -19,6 +19,7 @@ import pytest
 
 from bot.errors import UserFacingError
 from bot.jobs import (
+    FineTuneError,
     FineTuneJob,
     FineTuneManager,
     HubData,
@@ -477,3 +478,29 @@ def test_format_job_hides_local_paths() -> None:
     )  # fmt: skip
     text = format_job(job)
     assert "`tiny-gpt2`" in text and "/srv" not in text and "Failed: Out of memory." in text
+
+
+async def test_one_process_per_data_folder_runs_jobs(make_manager: Make) -> None:
+    """A second bot process (or a playground) on the same data folder must not mark the first
+    one's running jobs interrupted, nor start jobs of its own."""
+    owner = make_manager()
+    await owner.start(FakeBot(FakeRegistry()))  # type: ignore[arg-type]
+    submitted = await owner.submit(request("fake-hang"))
+    await wait_running_process(owner, submitted.job.id)
+
+    other = make_manager()
+    await other.start(FakeBot(FakeRegistry()))  # type: ignore[arg-type]
+    assert owner.owns_jobs and not other.owns_jobs
+    job = await other.repo.get(submitted.job.id)
+    assert job is not None and job.status == "running"  # not marked interrupted
+    with pytest.raises(FineTuneError, match="Another hfcord process"):
+        await other.submit(request())
+    with pytest.raises(FineTuneError, match="cancel it there"):
+        await other.cancel(submitted.job.id, 1, 7)
+
+    await owner.close()  # releases the folder: the next manager takes over and reports
+    successor = make_manager()
+    await successor.start(FakeBot(FakeRegistry()))  # type: ignore[arg-type]
+    assert successor.owns_jobs
+    job = await successor.repo.get(submitted.job.id)
+    assert job is not None and job.status == "interrupted"
