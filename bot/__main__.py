@@ -7,6 +7,7 @@ import asyncio
 import importlib
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -75,11 +76,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 async def _run(settings: Settings, token: str) -> int:
+    import aiohttp
     import discord
 
     from bot.app import open_app
 
     async with open_app(settings) as bot:
+        # `docker stop` / systemd send SIGTERM: close cleanly (training processes are
+        # stopped and their jobs reported as interrupted at the next start).
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, lambda: asyncio.ensure_future(bot.close()))
         try:
             await bot.start(token)
         except discord.LoginFailure:
@@ -89,6 +96,9 @@ async def _run(settings: Settings, token: str) -> int:
             return 1
         except discord.PrivilegedIntentsRequired:
             log.error("Discord refused the gateway intents; see README.md, 'Intents'.")
+            return 1
+        except (OSError, aiohttp.ClientError) as exc:
+            log.error("Could not reach Discord (%s); check this machine's network.", exc)
             return 1
     return 0
 

@@ -47,8 +47,12 @@ class HFCordBot(commands.Bot):
         sync_commands: bool = True,
     ) -> None:
         # Slash commands and context menus only: no privileged intents are needed
-        # (interactions carry the message they target).
+        # (interactions carry the message they target). hfcord has no voice features, so
+        # discord.py's warnings about missing voice libraries would only alarm operators.
         intents = discord.Intents.default()
+        intents.voice_states = False
+        discord.VoiceClient.warn_nacl = False
+        discord.VoiceClient.warn_dave = False
         super().__init__(
             command_prefix=commands.when_mentioned,
             intents=intents,
