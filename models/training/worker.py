@@ -449,7 +449,10 @@ def _write_outputs(
     }
     (folder / METRICS_FILE).write_text(json.dumps(record, indent=2, default=str))
     plot_curves(
-        history, primary, folder / CURVES_FILE, title=f"{spec.task.value}: {spec.base_model}"
+        history,
+        primary,
+        folder / CURVES_FILE,
+        title=f"{spec.task.value}: {_short_ref(spec.base_model)}",
     )
 
 
@@ -468,6 +471,12 @@ def _save_atomically(output_dir: Path, write: Callable[[Path], None]) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return output_dir
+
+
+def _short_ref(ref: str) -> str:
+    """A hub id as is; a local path by its last two parts (a full path overflows the title)."""
+    path = Path(ref)
+    return "/".join(path.parts[-2:]) if path.is_absolute() else ref
 
 
 def plot_curves(history: list[dict[str, Any]], primary: str, path: Path, *, title: str) -> Path:
