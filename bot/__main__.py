@@ -143,7 +143,7 @@ def check(settings: Settings) -> int:
         ("ner", settings.ner_model, None),
         ("qa", settings.qa_model, None),
     ):
-        where, problem = describe_model(ref, gguf, settings, offline=offline)
+        where, problem = describe_model(ref, gguf, offline=offline)
         print(f"{task}: {ref}{f' ({gguf})' if gguf else ''}: {where}")
         if problem:
             problems.append(f"{task} model {ref}: {problem}")
@@ -179,9 +179,7 @@ async def _check_store(settings: Settings) -> list[str]:
     return []
 
 
-def describe_model(
-    ref: str, gguf_file: str | None, settings: Settings, *, offline: bool
-) -> tuple[str, str | None]:
+def describe_model(ref: str, gguf_file: str | None, *, offline: bool) -> tuple[str, str | None]:
     """Where a model comes from (and whether it is on this machine), and a problem if any."""
     path = Path(ref).expanduser()
     if ref.startswith((".", "/", "~")) or path.exists():
