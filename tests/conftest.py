@@ -13,4 +13,4 @@ for _name in list(os.environ):
     if _name.startswith("HFCORD_") or _name == "DISCORD_TOKEN":
         del os.environ[_name]
 
-pytest_plugins = ["tests.fixtures_models"]
+pytest_plugins = ["tests.support.fixtures"]

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from bot.finetune_cli import EXIT_INVALID, main
-from tests.tiny_models import shared_data_dir
+from tests.support.data import shared_file
 
 
 def _sst_sample(path: Path, n: int) -> Path:
-    lines = (shared_data_dir() / "sst2" / "train.tsv").read_bytes().split(b"\r\n")
+    lines = shared_file("sst2", "train.tsv").read_bytes().split(b"\r\n")
     path.write_bytes(b"\r\n".join(lines[: n + 1]) + b"\r\n")
     return path
 
@@ -31,7 +31,7 @@ def test_run_prints_progress_then_one_json_line(
             "--train",
             str(train),
             "--validation",
-            str(shared_data_dir() / "sst2" / "dev.tsv"),
+            str(shared_file("sst2", "dev.tsv")),
             "--epochs",
             "1",
             "--batch-size",

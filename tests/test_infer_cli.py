@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bot.infer_cli import main
-from tests.tiny_models import CONLL_LABELS, SST2_LABELS
+from tests.support.models import CONLL_LABELS, SST2_LABELS
 
 
 @pytest.fixture(autouse=True)

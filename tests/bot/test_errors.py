@@ -9,7 +9,7 @@ from discord import app_commands
 from bot import errors
 from bot.checks import NotAdmin
 from bot.errors import UserFacingError, describe_error
-from tests.bot.test_reply import FakeInteraction
+from tests.support.fakes import FakeInteraction
 
 
 class FakeCommand:

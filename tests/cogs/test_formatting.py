@@ -9,7 +9,7 @@ from cogs.models import format_statuses
 from cogs.ner import format_entities, mark_entities
 from cogs.qa import format_answer
 from models.results import Entity, ModelStatus, NERResult
-from tests.bot.test_reply import FakeInteraction
+from tests.support.fakes import FakeInteraction
 
 
 def test_entities_are_marked_inline_and_listed() -> None:

@@ -16,16 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from discord.ext import commands
 
 from bot.app import open_app
 from bot.client import HFCordBot
 from bot.settings import Settings
 from bot.sim import DiscordEmulator
 from bot.sim.harness import connected
-
-CogFactory = Callable[[HFCordBot], commands.Cog]
-BotRunner = Callable[..., contextlib.AbstractAsyncContextManager[HFCordBot]]
+from tests.support.e2e import BotRunner, CogFactory
 
 
 @pytest.fixture

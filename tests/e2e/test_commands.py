@@ -13,7 +13,7 @@ import pytest
 from bot.client import HFCordBot
 from bot.settings import Settings
 from bot.sim import DiscordEmulator, SimInteraction
-from tests.e2e.conftest import BotRunner
+from tests.support.e2e import BotRunner
 
 
 def assert_deferred_then_answered(inter: SimInteraction) -> None:

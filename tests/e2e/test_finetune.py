@@ -18,7 +18,7 @@ from bot.client import HFCordBot
 from bot.jobs import FineTuneJob, FineTuneManager
 from bot.settings import Settings
 from bot.sim import CommandNotVisible, DiscordEmulator, SimMessage
-from tests.e2e.conftest import BotRunner
+from tests.support.e2e import BotRunner
 
 JOB_TIMEOUT_S = 240  # worker start-up plus a few steps on a loaded 2-core CI machine
 

@@ -10,8 +10,8 @@ import pytest
 from bot.client import HFCordBot
 from bot.settings import Settings
 from bot.sim import CommandNotVisible, DiscordEmulator, InteractionFailed
-from tests.e2e.conftest import BotRunner
-from tests.e2e.probes import Probes
+from tests.support.e2e import BotRunner
+from tests.support.probes import Probes
 
 REAL_COMMANDS = {"help", "generate", "sentiment", "ner", "context", "ask", "models"}
 REAL_MENUS = {"Analyze sentiment", "Find entities"}

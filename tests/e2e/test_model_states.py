@@ -11,7 +11,7 @@ from bot.client import HFCordBot
 from bot.settings import Settings
 from bot.sim import DiscordEmulator
 from models.errors import QueueFull
-from tests.e2e.conftest import BotRunner
+from tests.support.e2e import BotRunner
 
 
 async def test_first_request_shows_a_loading_note_that_the_answer_replaces(

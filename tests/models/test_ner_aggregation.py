@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from models.ner import TokenPrediction, aggregate_simple, merge_windows
-from tests.tiny_models import CONLL_LABELS
+from tests.support.models import CONLL_LABELS
 
 ID2LABEL = dict(enumerate(CONLL_LABELS))
 LABEL_ID = {label: i for i, label in ID2LABEL.items()}

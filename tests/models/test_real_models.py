@@ -10,19 +10,20 @@ import pytest
 
 from models.registry import ModelRegistry
 from models.specs import GenerationParams, Task, default_spec
-from tests.tiny_models import minilm_dir, shared_data_dir, smollm2_gguf
+from tests.support.data import shared_file
+from tests.support.models import minilm_dir, smollm2_gguf
 
 pytestmark = pytest.mark.slow
 
 
 def sst2_sentences(n: int) -> list[str]:
-    lines = (shared_data_dir() / "sst2" / "dev.tsv").read_text(encoding="utf-8").splitlines()[1:]
+    lines = shared_file("sst2", "dev.tsv").read_text(encoding="utf-8").splitlines()[1:]
     return [line.split("\t", 1)[1] for line in lines[:n]]
 
 
 def squad_article() -> tuple[str, list[dict]]:
     """One SQuAD article's paragraphs joined (several QA windows long) and its questions."""
-    data = json.loads((shared_data_dir() / "squad" / "dev-v1.1-part-a.json").read_text("utf-8"))
+    data = json.loads(shared_file("squad", "dev-v1.1-part-a.json").read_text("utf-8"))
     article = data["data"][0]
     paragraphs = article["paragraphs"][:12]
     return "\n\n".join(p["context"] for p in paragraphs), [q for p in paragraphs for q in p["qas"]]

@@ -16,7 +16,7 @@ from models.loading import LoadedModel, load_model
 from models.refs import ModelRef
 from models.registry import ModelRegistry
 from models.specs import GenerationParams, ModelSpec, Task, default_spec
-from tests import tiny_models
+from tests.support import models as tiny_models
 
 
 class CountingLoader:

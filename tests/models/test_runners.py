@@ -15,7 +15,7 @@ from models.qa import QAWindow, build_p_mask, encode_qa, postprocess_qa
 from models.registry import ModelRegistry
 from models.runners import QARequest, QuestionAnsweringRunner
 from models.specs import Task, default_spec
-from tests.tiny_models import SST2_LABELS
+from tests.support.models import SST2_LABELS
 
 SENTENCES = [
     "a gripping , beautifully shot film",

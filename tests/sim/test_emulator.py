@@ -19,7 +19,7 @@ from bot.sim import (
     OptionError,
 )
 from bot.sim.harness import connected
-from tests.sim.conftest import BareBot
+from tests.support.barebot import BareBot
 
 
 async def test_login_streams_both_guilds_with_channels_threads_and_roles(

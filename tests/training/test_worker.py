@@ -142,9 +142,9 @@ def test_token_label_alignment_first_piece_only() -> None:
 
     from models.training.datasets import TokenExample
     from models.training.features import IGNORE_INDEX, token_features
-    from tests.tiny_models import tokenizers_dir
+    from tests.support.models import bert_vocab_dir
 
-    tokenizer = BertTokenizer.from_pretrained(str(tokenizers_dir() / "bert-base-uncased"))
+    tokenizer = BertTokenizer.from_pretrained(str(bert_vocab_dir()))
     ex = TokenExample(("Blackburnshire", "rejects"), ("B-LOC", "O"))
     (feature,) = token_features([ex], tokenizer, {"O": 0, "B-LOC": 1}, 32)
     pieces = tokenizer.convert_ids_to_tokens(feature["input_ids"])
@@ -181,9 +181,9 @@ def test_qa_features_mark_answer_tokens() -> None:
     from models.training.datasets import Answer, QAExample
     from models.training.features import qa_features
     from models.training.metrics import qa_predictions
-    from tests.tiny_models import tokenizers_dir
+    from tests.support.models import bert_vocab_dir
 
-    tokenizer = BertTokenizer.from_pretrained(str(tokenizers_dir() / "bert-base-uncased"))
+    tokenizer = BertTokenizer.from_pretrained(str(bert_vocab_dir()))
     context = "filler words " * 30 + "The capital of France is Paris."
     ex = QAExample("q", "What is the capital?", context, (Answer("Paris", context.index("Paris")),))
     features, fmap = qa_features([ex], tokenizer, 48)

