@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 from bot.client import HFCordBot
+from bot.contexts import ContextStore
 from bot.settings import Settings
 from bot.store import Store
 
@@ -49,6 +50,7 @@ async def open_app(
         bot = HFCordBot(
             settings=settings,
             store=store,
+            contexts=ContextStore(store, max_chars=settings.context_max_chars),
             registry=registry,
             jobs=jobs,
             extensions=extensions,

@@ -12,6 +12,7 @@ import discord
 from discord.ext import commands
 
 import cogs
+from bot.contexts import ContextStore
 from bot.errors import HFCordTree
 from bot.reply import NO_MENTIONS
 from bot.settings import Settings
@@ -41,6 +42,7 @@ class HFCordBot(commands.Bot):
         *,
         settings: Settings,
         store: Store,
+        contexts: ContextStore,
         registry: ModelRegistry | None = None,
         jobs: FineTuneManager | None = None,
         extensions: Sequence[str] | None = None,
@@ -62,6 +64,7 @@ class HFCordBot(commands.Bot):
         )
         self.settings = settings
         self.store = store
+        self.contexts = contexts
         self.registry = registry
         self.jobs = jobs
         self.extension_names = list(extensions) if extensions is not None else None

@@ -1,4 +1,8 @@
-"""Per-channel question-answering contexts, stored in SQLite."""
+"""Per-channel question-answering contexts, stored in SQLite: the service `/context` and `/ask` use.
+
+A thread may have a context of its own; without one it reads its parent channel's. Who may
+replace or clear a context is decided here, and clearing is written to the audit log.
+"""
 
 from __future__ import annotations
 
@@ -37,7 +41,7 @@ def _row(row: object) -> QAContext:
 
 
 class ContextStore:
-    """Contexts keyed by channel (threads included); the cog decides the thread fallback."""
+    """Contexts keyed by channel (threads included), with the thread fallback and the rules."""
 
     def __init__(self, store: Store, *, max_chars: int) -> None:
         self._store = store
@@ -58,6 +62,16 @@ class ContextStore:
         async with self._store.conn.execute(query, (channel_id,)) as cursor:
             row = await cursor.fetchone()
         return _row(row) if row is not None else None
+
+    async def effective(
+        self, channel_id: int, parent_id: int | None = None
+    ) -> tuple[QAContext | None, bool]:
+        """The channel's own context, else (for a thread) its parent's; and whether inherited."""
+        context = await self.get(channel_id)
+        if context is not None or parent_id is None:
+            return context, False
+        inherited = await self.get(parent_id)
+        return inherited, inherited is not None
 
     async def set(
         self, *, channel_id: int, guild_id: int | None, body: str, source: str, author_id: int
@@ -120,10 +134,25 @@ class ContextStore:
         assert context is not None
         return context
 
-    async def clear(self, channel_id: int) -> bool:
-        """Remove the channel's context; False when it had none."""
-        async with self._store.transaction() as conn:
-            cursor = await conn.execute(
-                "DELETE FROM qa_contexts WHERE channel_id = ?", (channel_id,)
+    async def clear(self, channel_id: int, *, user_id: int, may_manage: bool) -> QAContext:
+        """Remove the channel's own context and audit it.
+
+        Allowed for the context's author, or anyone who may manage messages in the channel.
+        """
+        context = await self.get(channel_id)
+        if context is None:
+            raise UserFacingError("This channel has no context of its own to clear.")
+        if user_id != context.author_id and not may_manage:
+            raise UserFacingError(
+                f"Only <@{context.author_id}>, who set this context, or members with the "
+                "Manage Messages permission can clear it."
             )
-            return cursor.rowcount > 0
+        async with self._store.transaction() as conn:
+            await conn.execute("DELETE FROM qa_contexts WHERE channel_id = ?", (channel_id,))
+        await self._store.audit(
+            guild_id=context.guild_id,
+            user_id=user_id,
+            action="context.clear",
+            detail=f"channel {channel_id}, set by {context.author_id}",
+        )
+        return context

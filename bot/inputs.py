@@ -11,6 +11,7 @@ if TYPE_CHECKING:
 
     from bot.client import HFCordBot
     from models.registry import ModelRegistry
+    from models.specs import Task
 
 
 def bounded_text(text: str | None, limit: int, *, what: str = "text") -> str:
@@ -39,7 +40,7 @@ def registry_of(bot: HFCordBot) -> ModelRegistry:
     return bot.registry
 
 
-def loading_note(registry: ModelRegistry, task: str, guild_id: int | None) -> str | None:
+def loading_note(registry: ModelRegistry, task: Task, guild_id: int | None) -> str | None:
     """A sentence for the user when the model for `task` is not loaded yet, else None."""
     status = registry.status(task, guild_id)
     if status.state == "ready":
@@ -48,7 +49,7 @@ def loading_note(registry: ModelRegistry, task: str, guild_id: int | None) -> st
 
 
 async def note_if_loading(
-    interaction: discord.Interaction, registry: ModelRegistry, task: str
+    interaction: discord.Interaction, registry: ModelRegistry, task: Task
 ) -> None:
     """Tell the user a model is loading instead of leaving them on "thinking…"."""
     from bot.reply import show_progress

@@ -152,10 +152,6 @@ class Settings(BaseSettings):
         return self.data_dir / "models"
 
     @property
-    def uploads_dir(self) -> Path:
-        return self.data_dir / "uploads"
-
-    @property
     def allowed_model_roots(self) -> tuple[Path, ...]:
         """Local folders a model path given in Discord may point into."""
         return (self.data_dir.resolve(), *(root.resolve() for root in self.model_roots))

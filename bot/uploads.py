@@ -84,4 +84,4 @@ def decode_text(data: bytes, name: str) -> str:
 async def read_text_attachment(attachment: discord.Attachment, *, max_bytes: int) -> str:
     """A .txt/.md attachment as text, downloaded within the size cap and decoded off the loop."""
     data = await fetch_attachment(attachment, max_bytes=max_bytes, suffixes=TEXT_SUFFIXES)
-    return await off_loop(decode_text, data, attachment.filename)
+    return await asyncio.to_thread(decode_text, data, attachment.filename)

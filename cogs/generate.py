@@ -14,7 +14,7 @@ from bot.client import HFCordBot
 from bot.inputs import bounded_text, loading_note, registry_of
 from bot.reply import StreamingReply, defer, send
 from bot.text import clip
-from models.specs import GenerationParams
+from models.specs import GenerationParams, Task
 
 EDIT_INTERVAL_S = 1.0  # Discord rate-limits message edits; about one a second reads well
 
@@ -105,7 +105,7 @@ class Generation(commands.Cog):
                 prompt, params, guild_id=interaction.guild_id, cancel=view.cancel
             )
             await reply.render(
-                render(prompt, loading_note(registry, "generation", interaction.guild_id) or "")
+                render(prompt, loading_note(registry, Task.GENERATION, interaction.guild_id) or "")
             )
             last_edit = time.monotonic()
             async for piece in stream:

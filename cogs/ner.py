@@ -11,6 +11,7 @@ from bot.client import HFCordBot
 from bot.inputs import bounded_text, message_text, note_if_loading, registry_of
 from bot.reply import defer, send
 from models.results import Entity, NERResult
+from models.specs import Task
 
 _TYPES = {"PER": "person", "ORG": "organization", "LOC": "location", "MISC": "misc"}
 
@@ -52,7 +53,7 @@ class NamedEntities(commands.Cog):
 
     async def _reply(self, interaction: discord.Interaction[HFCordBot], text: str) -> None:
         registry = registry_of(self.bot)
-        await note_if_loading(interaction, registry, "ner")
+        await note_if_loading(interaction, registry, Task.NER)
         result = await registry.ner(text, guild_id=interaction.guild_id)
         await send(interaction, format_entities(text, result))
 

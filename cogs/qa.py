@@ -8,13 +8,14 @@ from discord.ext import commands
 
 from bot.checks import model_cooldown
 from bot.client import HFCordBot
-from bot.contexts import ContextStore, QAContext
+from bot.contexts import QAContext
 from bot.errors import UserFacingError
 from bot.inputs import bounded_text, note_if_loading, registry_of
 from bot.reply import defer, send
 from bot.text import quote, sentence_around
 from bot.uploads import read_text_attachment
 from bot.views import Pager, paginate
+from models.specs import Task
 
 NO_CONTEXT = (
     "This channel has no context to answer from yet. Set one with `/context set` "
@@ -65,19 +66,16 @@ class QuestionAnswering(commands.Cog):
 
     def __init__(self, bot: HFCordBot) -> None:
         self.bot = bot
-        self.contexts = ContextStore(bot.store, max_chars=bot.settings.context_max_chars)
+        self.contexts = bot.contexts
 
     async def effective_context(
-        self, channel: object, channel_id: int
+        self, interaction: discord.Interaction[HFCordBot]
     ) -> tuple[QAContext | None, bool]:
         """This channel's context, or for a thread without one its parent channel's."""
-        context = await self.contexts.get(channel_id)
-        if context is not None:
-            return context, False
-        parent_id = getattr(channel, "parent_id", None)
-        if isinstance(channel, discord.Thread) and parent_id is not None:
-            return await self.contexts.get(parent_id), True
-        return None, False
+        assert interaction.channel_id is not None
+        channel = interaction.channel
+        parent_id = channel.parent_id if isinstance(channel, discord.Thread) else None
+        return await self.contexts.effective(interaction.channel_id, parent_id)
 
     @context.command(name="set")
     @app_commands.describe(text="The text questions in this channel will be answered from")
@@ -139,9 +137,7 @@ class QuestionAnswering(commands.Cog):
     async def context_show(self, interaction: discord.Interaction[HFCordBot]) -> None:
         """Show this channel's context, page by page."""
         assert interaction.channel_id is not None
-        context, inherited = await self.effective_context(
-            interaction.channel, interaction.channel_id
-        )
+        context, inherited = await self.effective_context(interaction)
         if context is None:
             raise UserFacingError(NO_CONTEXT)
         pages = paginate(context.body)
@@ -158,23 +154,10 @@ class QuestionAnswering(commands.Cog):
     async def context_clear(self, interaction: discord.Interaction[HFCordBot]) -> None:
         """Remove this channel's context (its author, or anyone with Manage Messages)."""
         assert interaction.channel_id is not None
-        context = await self.contexts.get(interaction.channel_id)
-        if context is None:
-            raise UserFacingError("This channel has no context of its own to clear.")
-        allowed = (
-            interaction.user.id == context.author_id or interaction.permissions.manage_messages
-        )
-        if not allowed:
-            raise UserFacingError(
-                f"Only <@{context.author_id}>, who set this context, or members with the "
-                "Manage Messages permission can clear it."
-            )
-        await self.contexts.clear(interaction.channel_id)
-        await self.bot.store.audit(
-            guild_id=interaction.guild_id,
+        await self.contexts.clear(
+            interaction.channel_id,
             user_id=interaction.user.id,
-            action="context.clear",
-            detail=f"channel {interaction.channel_id}, set by {context.author_id}",
+            may_manage=interaction.permissions.manage_messages,
         )
         await send(interaction, "This channel's context is cleared.")
 
@@ -186,11 +169,11 @@ class QuestionAnswering(commands.Cog):
         assert interaction.channel_id is not None
         question = bounded_text(question, 500, what="question")
         await defer(interaction)
-        context, _ = await self.effective_context(interaction.channel, interaction.channel_id)
+        context, _ = await self.effective_context(interaction)
         if context is None:
             raise UserFacingError(NO_CONTEXT)
         registry = registry_of(self.bot)
-        await note_if_loading(interaction, registry, "qa")
+        await note_if_loading(interaction, registry, Task.QA)
         result = await registry.answer(question, context.body, guild_id=interaction.guild_id)
         best = result.best
         if best is None or best.is_empty or best.score < self.bot.settings.qa_min_score:

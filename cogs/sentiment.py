@@ -12,6 +12,7 @@ from bot.inputs import bounded_text, message_text, note_if_loading, registry_of
 from bot.reply import defer, send
 from bot.text import clip, quote
 from models.results import ClassificationResult
+from models.specs import Task
 
 _EMOJI = {"POSITIVE": "🙂", "NEGATIVE": "🙁", "NEUTRAL": "😐"}
 
@@ -39,7 +40,7 @@ class Sentiment(commands.Cog):
 
     async def _reply(self, interaction: discord.Interaction[HFCordBot], text: str) -> None:
         registry = registry_of(self.bot)
-        await note_if_loading(interaction, registry, "sentiment")
+        await note_if_loading(interaction, registry, Task.SENTIMENT)
         result = await registry.classify(text, guild_id=interaction.guild_id, top_k=2)
         await send(interaction, format_sentiment(text, result))
 

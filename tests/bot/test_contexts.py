@@ -31,9 +31,34 @@ async def test_set_get_append_clear(store: Store) -> None:
     assert appended.author_id == 5 and appended.updated_by == 6
     assert appended.created_at == first.created_at
     assert await contexts.get(2) is None  # other channels are untouched
-    assert await contexts.clear(1) is True
-    assert await contexts.clear(1) is False
+    cleared = await contexts.clear(1, user_id=5, may_manage=False)
+    assert cleared.body == appended.body
     assert await contexts.get(1) is None
+    with pytest.raises(UserFacingError, match="no context of its own"):
+        await contexts.clear(1, user_id=5, may_manage=False)
+
+
+async def test_clear_is_for_the_author_or_managers_and_is_audited(store: Store) -> None:
+    contexts = ContextStore(store, max_chars=1000)
+    await contexts.set(channel_id=1, guild_id=9, body="text", source="text", author_id=5)
+    with pytest.raises(UserFacingError, match="who set this context"):
+        await contexts.clear(1, user_id=6, may_manage=False)
+    assert await contexts.get(1) is not None
+    await contexts.clear(1, user_id=6, may_manage=True)
+    assert await contexts.get(1) is None
+    [entry] = await store.recent_audit(9)
+    assert (entry.action, entry.user_id) == ("context.clear", 6)
+    assert "set by 5" in entry.detail
+
+
+async def test_a_thread_falls_back_to_its_parent(store: Store) -> None:
+    contexts = ContextStore(store, max_chars=1000)
+    assert await contexts.effective(2, parent_id=1) == (None, False)
+    parent = await contexts.set(channel_id=1, guild_id=9, body="p", source="text", author_id=5)
+    assert await contexts.effective(2, parent_id=1) == (parent, True)
+    assert await contexts.effective(2) == (None, False)  # not a thread: no fallback
+    own = await contexts.set(channel_id=2, guild_id=9, body="t", source="text", author_id=5)
+    assert await contexts.effective(2, parent_id=1) == (own, False)
 
 
 async def test_set_replaces_and_takes_authorship(store: Store) -> None:
