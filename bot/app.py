@@ -1,4 +1,8 @@
-"""The composition root: settings -> store -> registry -> bot."""
+"""The composition root: settings -> store -> registry -> fine-tuning manager -> bot.
+
+`open_app` opens each service, hands them to the bot, and closes them in reverse order; it
+also starts the fine-tuning manager (cogs never start or close services).
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ from bot.settings import Settings
 from bot.store import Store
 
 if TYPE_CHECKING:
-    from bot.jobs import FineTuneManager
+    from bot.finetune import FineTuneManager
     from models.registry import ModelRegistry
 
 log = logging.getLogger(__name__)
@@ -44,7 +48,7 @@ async def open_app(
         if registry is None:
             registry = build_registry(settings)
         if fine_tuning:
-            from bot.jobs import FineTuneManager
+            from bot.finetune import FineTuneManager
 
             jobs = FineTuneManager(settings, store)
         bot = HFCordBot(
@@ -57,6 +61,11 @@ async def open_app(
             sync_commands=sync_commands,
         )
         async with bot:
+            if jobs is not None:
+                from bot.finetune.reporter import DiscordJobReporter
+
+                # Jobs a previous run left are reported once the gateway is ready.
+                await jobs.start(DiscordJobReporter(bot), registry)
             yield bot
     finally:
         if jobs is not None:

@@ -19,7 +19,7 @@ from bot.settings import Settings
 from bot.store import Store
 
 if TYPE_CHECKING:
-    from bot.jobs import FineTuneManager
+    from bot.finetune import FineTuneManager
     from models.registry import ModelRegistry
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ class HFCordBot(commands.Bot):
         self.store = store
         self.contexts = contexts
         self.registry = registry
-        self.jobs = jobs
+        self.jobs = jobs  # started and closed by bot.app.open_app
         self.extension_names = list(extensions) if extensions is not None else None
         self.sync_commands = sync_commands
         self.loaded_extensions: list[str] = []

@@ -18,23 +18,17 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from bot.text import format_duration
 from models.training.datasets import ColumnSpec, DatasetError, TrainTask, check_validation
 from models.training.process import TrainingEvent, TrainingProcess, TrainingResult
+from models.training.spec import DEFAULT_HYPERPARAMETERS as DEFAULTS
 from models.training.spec import (
-    EVENT_DATASET,
-    EVENT_EVAL,
-    EVENT_FINAL,
-    EVENT_PHASE,
-    EVENT_PROGRESS,
-    EXIT_CANCELLED,
-    EXIT_COMPLETED,
-    EXIT_FAILED,
-    STATUS_CANCELLED,
-    STATUS_COMPLETED,
-    STATUS_FAILED,
     DataSource,
+    EventKind,
+    Hyperparameters,
     JobSpec,
     JobSpecError,
+    JobStatus,
 )
 
 logger = logging.getLogger(__name__)
@@ -72,11 +66,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--label-names",
         help="classification: names for label values, e.g. 0=negative,1=positive",
     )
-    parser.add_argument("--epochs", type=float, default=3.0)
-    parser.add_argument("--learning-rate", type=float, default=5e-5)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--max-length", type=int, default=128, help="max tokens per example/block")
-    parser.add_argument("--max-steps", type=int, help="stop after this many optimizer steps")
+    parser.add_argument("--epochs", type=float, default=DEFAULTS.epochs)
+    parser.add_argument("--learning-rate", type=float, default=DEFAULTS.learning_rate)
+    parser.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size)
+    parser.add_argument(
+        "--max-length",
+        type=int,
+        default=DEFAULTS.max_length,
+        help="max tokens per example/block",
+    )
+    parser.add_argument(
+        "--max-steps",
+        type=int,
+        default=DEFAULTS.max_steps,
+        help="stop after this many optimizer steps",
+    )
     parser.add_argument("--output", required=True, help="folder to create for the trained model")
     parser.add_argument(
         "--json", action="store_true", help="end with one JSON line: status, metrics, output_dir"
@@ -88,7 +92,15 @@ def _spec_from_args(args: argparse.Namespace) -> JobSpec:
     validation = None
     if args.validation:
         validation = DataSource.parse(args.validation, default_split="validation")
-    return JobSpec(
+    hyperparameters = Hyperparameters(
+        epochs=args.epochs,
+        learning_rate=args.learning_rate,
+        batch_size=args.batch_size,
+        max_length=args.max_length,
+        max_steps=args.max_steps,
+    )
+    return JobSpec.with_hyperparameters(
+        hyperparameters,
         task=TrainTask(args.task),
         base_model=args.base_model,
         train=DataSource.parse(args.train),
@@ -97,11 +109,6 @@ def _spec_from_args(args: argparse.Namespace) -> JobSpec:
             args.text_column, args.text_pair_column, args.label_column, args.label_names
         ),
         output_dir=str(Path(args.output).resolve()),
-        epochs=args.epochs,
-        learning_rate=args.learning_rate,
-        batch_size=args.batch_size,
-        max_length=args.max_length,
-        max_steps=args.max_steps,
     )
 
 
@@ -116,15 +123,6 @@ def _validate(spec: JobSpec) -> None:
         print(validation.summary().describe(), flush=True)
 
 
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
-    seconds = int(seconds)
-    minutes, secs = divmod(seconds, 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
-
-
 def _metrics_text(metrics: dict[str, Any]) -> str:
     return " ".join(
         f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items()
@@ -134,22 +132,22 @@ def _metrics_text(metrics: dict[str, Any]) -> str:
 def format_event(event: TrainingEvent) -> str | None:
     """One human-readable progress line for an event (None for events not worth a line)."""
     data = event.data
-    if event.kind == EVENT_PHASE:
+    if event.kind == EventKind.PHASE:
         return f"[{str(event.phase).replace('_', ' ')}]"
-    if event.kind == EVENT_DATASET:
+    if event.kind == EventKind.DATASET:
         return (
             f"train: {data.get('train_examples')} examples, "
             f"validation: {data.get('eval_examples')} ({data.get('eval_source')})"
         )
-    if event.kind == EVENT_PROGRESS:
+    if event.kind == EventKind.PROGRESS:
         loss = f" loss {event.loss:.4f}" if event.loss is not None else ""
         value = data.get("eval_value")
         metric = f" {data.get('eval_metric')} {value:.4f}" if value is not None else ""
         return (
             f"step {event.step}/{event.max_steps} (epoch {event.epoch or 0:.2f}){loss}{metric} "
-            f"eta {_duration(event.eta_s)}"
+            f"eta {format_duration(event.eta_s)}"
         )
-    if event.kind == EVENT_EVAL:
+    if event.kind == EventKind.EVAL:
         return f"eval at step {event.step}: {_metrics_text(dict(event.metrics))}"
     return None
 
@@ -178,7 +176,7 @@ async def _run(spec: JobSpec) -> TrainingResult:
             loop.add_signal_handler(signum, on_interrupt)
         try:
             async for event in job:
-                if event.kind == EVENT_FINAL:
+                if event.kind == EventKind.FINAL:
                     break
                 line = format_event(event)
                 if line:
@@ -187,7 +185,7 @@ async def _run(spec: JobSpec) -> TrainingResult:
         finally:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(signum)
-        if result.status == STATUS_FAILED:
+        if result.status == JobStatus.FAILED:
             logger.debug("worker log tail:\n%s", job.log_tail())
         return result
 
@@ -195,9 +193,9 @@ async def _run(spec: JobSpec) -> TrainingResult:
 def _final_line(result: dict[str, Any], as_json: bool) -> str:
     if as_json:
         return json.dumps(result, default=str)
-    if result["status"] == STATUS_COMPLETED:
+    if result["status"] == JobStatus.COMPLETED:
         return f"done: {_metrics_text(result['metrics'])}\nsaved to {result['output_dir']}"
-    if result["status"] == STATUS_CANCELLED:
+    if result["status"] == JobStatus.CANCELLED:
         return "cancelled; nothing was saved"
     return f"failed: {result.get('error')}"
 
@@ -214,7 +212,7 @@ def main(argv: list[str]) -> int:
         _validate(spec)
     except (DatasetError, JobSpecError) as exc:
         failure: dict[str, Any] = {
-            "status": STATUS_FAILED,
+            "status": str(JobStatus.FAILED),
             "metrics": {},
             "output_dir": None,
             "error": str(exc),
@@ -226,9 +224,7 @@ def main(argv: list[str]) -> int:
         return EXIT_INVALID
     result = asyncio.run(_run(spec))
     print(_final_line(result.to_json_dict(), args.json), flush=True)
-    return {STATUS_COMPLETED: EXIT_COMPLETED, STATUS_CANCELLED: EXIT_CANCELLED}.get(
-        result.status, EXIT_FAILED
-    )
+    return result.status.exit_code
 
 
 if __name__ == "__main__":

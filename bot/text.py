@@ -33,3 +33,12 @@ def quote(text: str) -> str:
 def clip(text: str, limit: int) -> str:
     """`text` cut to `limit` characters with an ellipsis."""
     return text if len(text) <= limit else text[: max(0, limit - 1)].rstrip() + "…"
+
+
+def format_duration(seconds: float | None) -> str:
+    """A duration as ``1h05m`` or ``4m07s`` (``?`` when unknown), for progress and results."""
+    if seconds is None:
+        return "?"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import discord
 from discord import app_commands
 from discord.ext import commands
@@ -9,20 +11,23 @@ from discord.ext import commands
 from bot.checks import admin_only
 from bot.client import HFCordBot
 from bot.errors import UserFacingError
-from bot.jobs import (
-    SERVED_TASK,
-    FineTuneJob,
-    FineTuneManager,
-    HubData,
-    JobRequest,
-    SubmittedJob,
-    Upload,
-    model_label,
+from bot.finetune import SERVED_TASK, FineTuneManager, HubData, JobRequest, Upload
+from bot.finetune.render import (
+    cancel_text,
+    default_text,
+    format_submitted,
+    job_list_text,
+    promoted_text,
+    rollback_text,
+    status_overview_text,
 )
 from bot.reply import defer, send
-from bot.uploads import fetch_attachment, off_loop
+from bot.uploads import fetch_attachment
 from models.refs import resolve_model_ref
-from models.training.datasets import ColumnSpec, DatasetSummary, TrainTask
+from models.specs import Task
+from models.training.datasets import ColumnSpec, TrainTask
+from models.training.spec import DEFAULT_HYPERPARAMETERS as DEFAULTS
+from models.training.spec import Hyperparameters
 
 TASK_CHOICES = [
     app_commands.Choice(
@@ -33,44 +38,16 @@ TASK_CHOICES = [
     app_commands.Choice(name="causal-lm (text generation)", value="causal-lm"),
 ]
 SERVED_CHOICES = [
-    app_commands.Choice(name=f"{served} (from {task.value})", value=served)
+    app_commands.Choice(name=f"{served} (from {task.value})", value=served.value)
     for task, served in SERVED_TASK.items()
 ]
-
-
-def _code_block(text: str) -> str:
-    # Sample rows are user data: keep them from closing the block early.
-    return "```\n" + text.replace("```", "'''") + "\n```"
-
-
-def format_submitted(submitted: SubmittedJob, channel_mention: str) -> str:
-    job = submitted.job
-    when = (
-        "starts now"
-        if submitted.position == 0
-        else f"is queued ({submitted.position} job(s) ahead of it)"
-    )
-    parts = [
-        f"Fine-tune job **#{job.id}** {when}; its progress is posted in {channel_mention}.",
-        "**Training data**",
-        _code_block(submitted.train.describe()),
-    ]
-    if submitted.validation is not None:
-        parts += ["**Validation data**", _code_block(submitted.validation.describe())]
-    else:
-        parts.append("-# No validation data given: 10% of the training data is held out.")
-    return "\n".join(parts)
-
-
-def format_job_line(job: FineTuneJob) -> str:
-    return (
-        f"**#{job.id}** · {job.status} · {job.task.value} · `{model_label(job.base_model)}` · "
-        f"{job.data_source} · {job.created_at[:16].replace('T', ' ')} UTC"
-    )
-
-
-def summary_text(summary: DatasetSummary) -> str:
-    return summary.describe()
+# Discord's option bounds: the ranges Hyperparameters.check enforces, a little tighter where
+# a value that passes would be no use (epochs near 0, a learning rate near 1).
+MIN_EPOCHS = 0.01
+MIN_LEARNING_RATE, MAX_LEARNING_RATE = 1e-8, 0.5
+BATCH_SIZE_MIN, BATCH_SIZE_MAX = Hyperparameters.BATCH_SIZE_RANGE
+MAX_LENGTH_MIN, MAX_LENGTH_MAX = Hyperparameters.MAX_LENGTH_RANGE
+MAX_STEPS_MIN, MAX_STEPS_MAX = Hyperparameters.MAX_STEPS_RANGE
 
 
 class FineTune(commands.Cog):
@@ -83,14 +60,6 @@ class FineTune(commands.Cog):
 
     def __init__(self, bot: HFCordBot) -> None:
         self.bot = bot
-
-    async def cog_load(self) -> None:
-        if isinstance(self.bot.jobs, FineTuneManager):
-            await self.bot.jobs.start(self.bot)
-
-    async def cog_unload(self) -> None:
-        if isinstance(self.bot.jobs, FineTuneManager):
-            await self.bot.jobs.close()
 
     def _manager(self) -> FineTuneManager:
         if not isinstance(self.bot.jobs, FineTuneManager):
@@ -110,10 +79,10 @@ class FineTune(commands.Cog):
         text_pair_column="Classification: the second sentence of a pair",
         label_column="Classification: the label column (detected if not given)",
         label_names="Classification: names for label values, e.g. 0=negative,1=positive",
-        epochs="Passes over the training data (default 3)",
-        learning_rate="Learning rate (default 5e-5)",
-        batch_size="Examples per step (default 16)",
-        max_length="Max tokens per example (default 128)",
+        epochs=f"Passes over the training data (default {default_text(DEFAULTS.epochs)})",
+        learning_rate=f"Learning rate (default {default_text(DEFAULTS.learning_rate)})",
+        batch_size=f"Examples per step (default {default_text(DEFAULTS.batch_size)})",
+        max_length=f"Max tokens per example (default {default_text(DEFAULTS.max_length)})",
         max_steps="Stop after this many steps (overrides epochs)",
     )
     @app_commands.choices(task=TASK_CHOICES)
@@ -132,11 +101,17 @@ class FineTune(commands.Cog):
         text_pair_column: str | None = None,
         label_column: str | None = None,
         label_names: str | None = None,
-        epochs: app_commands.Range[float, 0.01, 100.0] = 3.0,
-        learning_rate: app_commands.Range[float, 1e-8, 0.5] = 5e-5,
-        batch_size: app_commands.Range[int, 1, 1024] = 16,
-        max_length: app_commands.Range[int, 8, 8192] = 128,
-        max_steps: app_commands.Range[int, 1, 1_000_000] | None = None,
+        epochs: app_commands.Range[float, MIN_EPOCHS, Hyperparameters.MAX_EPOCHS] = (
+            DEFAULTS.epochs
+        ),
+        learning_rate: app_commands.Range[
+            float, MIN_LEARNING_RATE, MAX_LEARNING_RATE
+        ] = DEFAULTS.learning_rate,
+        batch_size: app_commands.Range[int, BATCH_SIZE_MIN, BATCH_SIZE_MAX] = DEFAULTS.batch_size,
+        max_length: app_commands.Range[int, MAX_LENGTH_MIN, MAX_LENGTH_MAX] = DEFAULTS.max_length,
+        max_steps: app_commands.Range[int, MAX_STEPS_MIN, MAX_STEPS_MAX] | None = (
+            DEFAULTS.max_steps
+        ),
     ) -> None:
         """Fine-tune a model on an uploaded file or a hub dataset."""
         manager = self._manager()
@@ -150,7 +125,7 @@ class FineTune(commands.Cog):
         if validation_file is not None and validation_split is not None:
             raise UserFacingError("Give `validation_file` or `validation_split`, not both.")
         # Same rule as any model a user names: a hub id, or a folder under the allowed roots.
-        await off_loop(resolve_model_ref, base_model, settings.allowed_model_roots)
+        await asyncio.to_thread(resolve_model_ref, base_model, settings.allowed_model_roots)
         cap = settings.finetune_upload_max_bytes
         train: Upload | HubData
         if file is not None:
@@ -180,11 +155,13 @@ class FineTune(commands.Cog):
             train=train,
             validation=validation,
             columns=ColumnSpec(text_column, text_pair_column, label_column, label_names),
-            epochs=float(epochs),
-            learning_rate=float(learning_rate),
-            batch_size=int(batch_size),
-            max_length=int(max_length),
-            max_steps=int(max_steps) if max_steps is not None else None,
+            hyperparameters=Hyperparameters(
+                epochs=float(epochs),
+                learning_rate=float(learning_rate),
+                batch_size=int(batch_size),
+                max_length=int(max_length),
+                max_steps=int(max_steps) if max_steps is not None else None,
+            ),
         )
         submitted = await manager.submit(request)
         mention = f"<#{interaction.channel_id}>"
@@ -203,15 +180,10 @@ class FineTune(commands.Cog):
             found = await manager.job_in_guild(job, interaction.guild_id)
             await send(interaction, manager.describe(found), ephemeral=True)
             return
-        recent = await manager.repo.list_for_guild(interaction.guild_id, limit=20)
-        active = [j for j in recent if j.active]
-        if active:
-            text = "\n\n".join(manager.describe(j) for j in reversed(active))
-        elif recent:
-            text = "No job is running or queued. The latest one:\n" + manager.describe(recent[0])
-        else:
-            text = "No fine-tuning jobs in this server yet; start one with `/finetune start`."
-        await send(interaction, text, ephemeral=True)
+        recent = await manager.recent_jobs(interaction.guild_id, limit=20)
+        active = [manager.describe(j) for j in reversed(recent) if j.active]
+        latest = manager.describe(recent[0]) if recent else None
+        await send(interaction, status_overview_text(active, latest), ephemeral=True)
 
     @finetune.command(name="list")
     @admin_only()
@@ -219,12 +191,8 @@ class FineTune(commands.Cog):
         """This server's recent fine-tuning jobs."""
         manager = self._manager()
         assert interaction.guild_id is not None
-        jobs = await manager.repo.list_for_guild(interaction.guild_id, limit=15)
-        if not jobs:
-            text = "No fine-tuning jobs in this server yet; start one with `/finetune start`."
-        else:
-            text = "**Fine-tuning jobs (newest first)**\n" + "\n".join(map(format_job_line, jobs))
-        await send(interaction, text, ephemeral=True)
+        jobs = await manager.recent_jobs(interaction.guild_id, limit=15)
+        await send(interaction, job_list_text(jobs), ephemeral=True)
 
     @finetune.command(name="cancel")
     @app_commands.describe(job="Job number")
@@ -234,14 +202,7 @@ class FineTune(commands.Cog):
         manager = self._manager()
         assert interaction.guild_id is not None
         found = await manager.cancel(job, interaction.guild_id, interaction.user.id)
-        if found.status == "cancelled":
-            text = f"Cancelled job #{job} before it started."
-        else:
-            text = (
-                f"Cancelling job #{job}: it stops after the current step "
-                f"(or is stopped within {manager.cancel_grace_s:.0f} s). Nothing is saved."
-            )
-        await send(interaction, text)
+        await send(interaction, cancel_text(found, manager.cancel_grace_s))
 
     @finetune.command(name="promote")
     @app_commands.describe(job="A completed job whose model should serve this server")
@@ -252,11 +213,7 @@ class FineTune(commands.Cog):
         await defer(interaction)  # the model loads before it takes over
         assert interaction.guild_id is not None
         model = await manager.promote(job, interaction.guild_id, interaction.user.id)
-        await send(
-            interaction,
-            f"Job #{job}'s model now serves **{model.task}** in this server; other servers keep "
-            f"their model. Undo with `/finetune rollback task:{model.task}`.",
-        )
+        await send(interaction, promoted_text(model))
 
     @finetune.command(name="rollback")
     @app_commands.describe(task="The task whose promoted model to remove")
@@ -267,16 +224,9 @@ class FineTune(commands.Cog):
         manager = self._manager()
         await defer(interaction)
         assert interaction.guild_id is not None
-        result = await manager.rollback(interaction.guild_id, task, interaction.user.id)
-        if result.serving is None:
-            now = "the default model serves it again"
-        else:
-            now = f"job #{result.serving.job_id}'s model serves it again"
-        text = f"Rolled back **{task}** in this server: {now}."
-        if result.skipped:
-            gone = ", ".join(f"#{m.job_id}" for m in result.skipped)
-            text += f"\n-# Skipped job(s) {gone}: their models no longer load."
-        await send(interaction, text)
+        served = Task(task)
+        result = await manager.rollback(interaction.guild_id, served, interaction.user.id)
+        await send(interaction, rollback_text(served, result))
 
 
 async def setup(bot: HFCordBot) -> None:

@@ -20,13 +20,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from models.training.spec import (
-    EVENT_FINAL,
-    STATUS_CANCELLED,
-    STATUS_COMPLETED,
-    STATUS_FAILED,
-    JobSpec,
-)
+from models.training.spec import EventKind, JobSpec, JobStatus
 
 logger = logging.getLogger(__name__)
 
@@ -39,9 +33,9 @@ _LINE_LIMIT = 1 << 20
 
 @dataclass(frozen=True)
 class TrainingEvent:
-    """One event from the worker (see models.training.spec EVENT_*); ``data`` is the raw JSON."""
+    """One event from the worker; ``data`` is the raw JSON."""
 
-    kind: str
+    kind: str  # an EventKind value
     data: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -89,7 +83,7 @@ class TrainingEvent:
 class TrainingResult:
     """How a job ended."""
 
-    status: str
+    status: JobStatus  # completed, failed or cancelled
     metrics: Mapping[str, float]
     output_dir: str | None
     error: str | None = None
@@ -100,11 +94,11 @@ class TrainingResult:
 
     @property
     def ok(self) -> bool:
-        return self.status == STATUS_COMPLETED
+        return self.status == JobStatus.COMPLETED
 
     def to_json_dict(self) -> dict[str, Any]:
         return {
-            "status": self.status,
+            "status": str(self.status),
             "metrics": dict(self.metrics),
             "output_dir": self.output_dir,
             "error": self.error,
@@ -228,15 +222,15 @@ class TrainingProcess:
                     continue
                 if not isinstance(data, dict) or "event" not in data:
                     continue
-                if data["event"] == EVENT_FINAL:
+                if data["event"] == EventKind.FINAL:
                     final = data
                 self._queue.put_nowait(TrainingEvent(str(data["event"]), data))
             returncode = await self._proc.wait()
             if final is None:
                 final = self._synthesize_final(returncode)
-                self._queue.put_nowait(TrainingEvent(EVENT_FINAL, final))
+                self._queue.put_nowait(TrainingEvent(EventKind.FINAL, final))
             self._result = TrainingResult(
-                status=str(final.get("status", STATUS_FAILED)),
+                status=JobStatus.of_outcome(final.get("status")),
                 metrics=dict(final.get("metrics") or {}),
                 output_dir=final.get("output_dir"),
                 error=final.get("error"),
@@ -254,8 +248,8 @@ class TrainingProcess:
     def _synthesize_final(self, returncode: int) -> dict[str, Any]:
         if self._cancel_requested:
             return {
-                "event": EVENT_FINAL,
-                "status": STATUS_CANCELLED,
+                "event": EventKind.FINAL,
+                "status": JobStatus.CANCELLED,
                 "metrics": {},
                 "output_dir": None,
                 "error": None,
@@ -270,8 +264,8 @@ class TrainingProcess:
             detail = f": {last[-1].strip()[:300]}" if last else ""
             reason = f"The training process exited with code {returncode} without a result{detail}"
         return {
-            "event": EVENT_FINAL,
-            "status": STATUS_FAILED,
+            "event": EventKind.FINAL,
+            "status": JobStatus.FAILED,
             "metrics": {},
             "output_dir": None,
             "error": reason,

@@ -1,12 +1,18 @@
-"""The job specification handed to the training process, as a frozen dataclass and JSON."""
+"""The job specification handed to the training process, as a frozen dataclass and JSON.
+
+Also the vocabulary both sides of the process boundary share: a job's statuses, the worker's
+event kinds and exit codes, and the hyper-parameters with their defaults and ranges (the bot's
+options, the CLI's flags and the worker all read them from here).
+"""
 
 from __future__ import annotations
 
 import json
 import math
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from models.training.datasets import (
     ColumnSpec,
@@ -22,20 +28,101 @@ EXIT_COMPLETED = 0
 EXIT_FAILED = 1
 EXIT_CANCELLED = 3
 
-# Event kinds written by the worker, one JSON object a line.
-EVENT_PHASE = "phase"
-EVENT_DATASET = "dataset"
-EVENT_PROGRESS = "progress"
-EVENT_EVAL = "eval"
-EVENT_FINAL = "final"
 
-STATUS_COMPLETED = "completed"
-STATUS_FAILED = "failed"
-STATUS_CANCELLED = "cancelled"
+class EventKind(StrEnum):
+    """What the worker writes as ``"event"`` in each JSON line of its stdout."""
+
+    PHASE = "phase"  # loading_data, loading_model, tokenizing, training, evaluating, saving
+    DATASET = "dataset"  # example counts and labels
+    PROGRESS = "progress"  # step, epoch, loss, ETA
+    EVAL = "eval"  # an evaluation's metrics
+    FINAL = "final"  # the outcome, exactly once, last
+
+
+class JobStatus(StrEnum):
+    """Where a fine-tuning job stands; the values are what the database and the worker write.
+
+    The worker's final event says completed, failed or cancelled; queued, running and
+    interrupted exist only in the bot's records.
+    """
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
+
+    @property
+    def is_active(self) -> bool:
+        """Queued or running: the job has not ended yet."""
+        return self in (JobStatus.QUEUED, JobStatus.RUNNING)
+
+    @classmethod
+    def of_outcome(cls, value: object) -> JobStatus:
+        """The status a worker reported (anything it should not have said counts as failed)."""
+        try:
+            return cls(str(value))
+        except ValueError:
+            return cls.FAILED
+
+    @property
+    def exit_code(self) -> int:
+        """The training process's exit code for this outcome."""
+        if self is JobStatus.COMPLETED:
+            return EXIT_COMPLETED
+        return EXIT_CANCELLED if self is JobStatus.CANCELLED else EXIT_FAILED
+
+
+# The names models/training/worker.py imports (the same values as EventKind and JobStatus).
+EVENT_PHASE = EventKind.PHASE
+EVENT_DATASET = EventKind.DATASET
+EVENT_PROGRESS = EventKind.PROGRESS
+EVENT_EVAL = EventKind.EVAL
+EVENT_FINAL = EventKind.FINAL
+STATUS_COMPLETED = JobStatus.COMPLETED
+STATUS_FAILED = JobStatus.FAILED
+STATUS_CANCELLED = JobStatus.CANCELLED
 
 
 class JobSpecError(ValueError):
     """A job parameter out of range; ``str()`` is a sentence for the user."""
+
+
+@dataclass(frozen=True)
+class Hyperparameters:
+    """What a user may choose about a training run; the defaults are the one place they live."""
+
+    epochs: float = 3.0
+    learning_rate: float = 5e-5
+    batch_size: int = 16
+    max_length: int = 128
+    max_steps: int | None = None  # None: as many as the epochs take
+
+    # Inclusive ranges (the learning rate is any value strictly between 0 and 1).
+    MAX_EPOCHS: ClassVar[float] = 100.0
+    BATCH_SIZE_RANGE: ClassVar[tuple[int, int]] = (1, 1024)
+    MAX_LENGTH_RANGE: ClassVar[tuple[int, int]] = (8, 8192)
+    MAX_STEPS_RANGE: ClassVar[tuple[int, int]] = (1, 1_000_000)
+
+    def check(self) -> None:
+        """Raise :class:`JobSpecError` for a value out of range."""
+        if not (0 < self.epochs <= self.MAX_EPOCHS) or math.isnan(self.epochs):
+            raise JobSpecError(f"Epochs must be more than 0 and at most {self.MAX_EPOCHS:g}.")
+        if not (0 < self.learning_rate < 1):
+            raise JobSpecError("The learning rate must be between 0 and 1 (e.g. 5e-5).")
+        low, high = self.BATCH_SIZE_RANGE
+        if not (low <= self.batch_size <= high):
+            raise JobSpecError(f"The batch size must be between {low} and {high}.")
+        low, high = self.MAX_LENGTH_RANGE
+        if not (low <= self.max_length <= high):
+            raise JobSpecError(f"The max length must be between {low} and {high} tokens.")
+        low, high = self.MAX_STEPS_RANGE
+        if self.max_steps is not None and not (low <= self.max_steps <= high):
+            raise JobSpecError(f"Max steps must be between {low:,} and {high:,}.")
+
+
+DEFAULT_HYPERPARAMETERS = Hyperparameters()
 
 
 @dataclass(frozen=True)
@@ -84,11 +171,12 @@ class JobSpec:
     output_dir: str
     validation: DataSource | None = None
     columns: ColumnSpec = field(default_factory=ColumnSpec)
-    epochs: float = 3.0
-    learning_rate: float = 5e-5
-    batch_size: int = 16
-    max_length: int = 128
-    max_steps: int | None = None
+    # The hyper-parameters, flat (the worker reads them so, and so does job.json).
+    epochs: float = DEFAULT_HYPERPARAMETERS.epochs
+    learning_rate: float = DEFAULT_HYPERPARAMETERS.learning_rate
+    batch_size: int = DEFAULT_HYPERPARAMETERS.batch_size
+    max_length: int = DEFAULT_HYPERPARAMETERS.max_length
+    max_steps: int | None = DEFAULT_HYPERPARAMETERS.max_steps
     seed: int = 42
     warmup_fraction: float = 0.06
     weight_decay: float = 0.01
@@ -106,20 +194,26 @@ class JobSpec:
         if not isinstance(self.task, TrainTask):
             object.__setattr__(self, "task", TrainTask.parse(str(self.task)))
 
+    @classmethod
+    def with_hyperparameters(cls, hyperparameters: Hyperparameters, **fields: Any) -> JobSpec:
+        """A spec from the other ``fields`` and ``hyperparameters``, spread flat."""
+        return cls(**fields, **asdict(hyperparameters))
+
+    @property
+    def hyperparameters(self) -> Hyperparameters:
+        return Hyperparameters(
+            epochs=self.epochs,
+            learning_rate=self.learning_rate,
+            batch_size=self.batch_size,
+            max_length=self.max_length,
+            max_steps=self.max_steps,
+        )
+
     def check(self) -> None:
         """Raise :class:`JobSpecError` for parameters out of range (before anything starts)."""
         if not self.base_model.strip():
             raise JobSpecError("Give a base model (a hub id or a local folder).")
-        if not (0 < self.epochs <= 100) or math.isnan(self.epochs):
-            raise JobSpecError("Epochs must be more than 0 and at most 100.")
-        if not (0 < self.learning_rate < 1):
-            raise JobSpecError("The learning rate must be between 0 and 1 (e.g. 5e-5).")
-        if not (1 <= self.batch_size <= 1024):
-            raise JobSpecError("The batch size must be between 1 and 1024.")
-        if not (8 <= self.max_length <= 8192):
-            raise JobSpecError("The max length must be between 8 and 8192 tokens.")
-        if self.max_steps is not None and not (1 <= self.max_steps <= 1_000_000):
-            raise JobSpecError("Max steps must be between 1 and 1,000,000.")
+        self.hyperparameters.check()
         if self.evals_per_epoch < 1:
             raise JobSpecError("Evaluations per epoch must be at least 1.")
         for name in ("max_train_examples", "max_eval_examples"):
@@ -154,6 +248,7 @@ class JobSpec:
 
 
 __all__ = [
+    "DEFAULT_HYPERPARAMETERS",
     "EVENT_DATASET",
     "EVENT_EVAL",
     "EVENT_FINAL",
@@ -167,6 +262,9 @@ __all__ = [
     "STATUS_FAILED",
     "DataSource",
     "DatasetError",
+    "EventKind",
+    "Hyperparameters",
     "JobSpec",
     "JobSpecError",
+    "JobStatus",
 ]

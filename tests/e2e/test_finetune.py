@@ -6,7 +6,6 @@ few dozen rows and a handful of steps.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 from collections.abc import Callable, Collection
@@ -15,10 +14,12 @@ from pathlib import Path
 import pytest
 
 from bot.client import HFCordBot
-from bot.jobs import FineTuneJob, FineTuneManager
+from bot.finetune import FineTuneJob, FineTuneManager
 from bot.settings import Settings
 from bot.sim import CommandNotVisible, DiscordEmulator, SimMessage
 from tests.support.e2e import BotRunner
+from tests.support.finetune import wait_for_job, worker_pid, worker_pids
+from tests.support.waiting import wait_until
 
 JOB_TIMEOUT_S = 240  # worker start-up plus a few steps on a loaded 2-core CI machine
 
@@ -47,19 +48,11 @@ def fast_updates(bot: HFCordBot) -> FineTuneManager:
 async def wait_job(
     bot: HFCordBot, job_id: int, statuses: Collection[str], timeout: float = JOB_TIMEOUT_S
 ) -> FineTuneJob:
-    manager = manager_of(bot)
-    async with asyncio.timeout(timeout):
-        while True:
-            job = await manager.repo.get(job_id)
-            if job is not None and job.status in statuses:
-                return job
-            await asyncio.sleep(0.1)
+    return await wait_for_job(manager_of(bot), job_id, statuses, timeout=timeout, interval=0.1)
 
 
 async def wait_for(predicate: Callable[[], bool], timeout: float = JOB_TIMEOUT_S) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():  # noqa: ASYNC110 - polls emulator state, no event to await
-            await asyncio.sleep(0.1)
+    await wait_until(predicate, timeout=timeout, interval=0.1)
 
 
 def status_message(emu: DiscordEmulator, job_id: int) -> SimMessage:
@@ -107,7 +100,7 @@ async def test_non_admin_is_refused(
         inter = await emu.slash(command, options, user=emu.member, bypass_permissions=True)
         await inter.final()
         assert inter.ephemeral and "Only server administrators" in inter.text, command
-    assert await manager_of(hfcord).repo.list_for_guild(emu.guild.id) == []
+    assert await manager_of(hfcord).recent_jobs(emu.guild.id) == []
 
 
 async def test_malformed_upload_is_refused_with_its_line(
@@ -119,7 +112,7 @@ async def test_malformed_upload_is_refused_with_its_line(
     await inter.final()
     assert inter.ephemeral
     assert "moods.csv line 4" in inter.text and "no label" in inter.text
-    assert await manager_of(hfcord).repo.list_for_guild(emu.guild.id) == []
+    assert await manager_of(hfcord).recent_jobs(emu.guild.id) == []
     jobs_dir = settings.data_dir / "jobs"
     assert not jobs_dir.exists() or list(jobs_dir.iterdir()) == []  # nothing half-written
 
@@ -219,7 +212,7 @@ async def test_cancel_stops_a_running_job_and_drops_a_queued_one(
     assert job.status == "cancelled"
     await wait_for(lambda: "Cancelled" in status_message(emu, 1).content, timeout=10)
     assert not (settings.models_dir / "1").exists()
-    assert manager.process_of(1) is None
+    assert worker_pids(manager.jobs_dir / "1") == []  # the training process is gone
 
     listed = await emu.slash("finetune list", user=emu.admin)
     await listed.final()
@@ -238,9 +231,9 @@ async def test_training_process_killed_from_outside_fails_the_job_bot_keeps_answ
     )
     await start.final()
     await wait_for(lambda: any("step " in c for c in status_message(emu, 1).contents))
-    process = manager.process_of(1)
-    assert process is not None
-    os.kill(process.pid, signal.SIGKILL)  # e.g. the out-of-memory killer
+    pid = worker_pid(manager.jobs_dir / "1")
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)  # e.g. the out-of-memory killer
 
     job = await wait_job(hfcord, 1, {"failed", "cancelled", "completed"}, timeout=60)
     assert job.status == "failed"

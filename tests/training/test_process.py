@@ -45,6 +45,16 @@ async def _until_progress(job: TrainingProcess) -> list[TrainingEvent]:
     raise AssertionError(f"no progress event; got {[e.kind for e in seen]}\n{job.log_tail()}")
 
 
+async def _training_long(
+    base: Path, shared_data: Path, tmp_path: Path, out: Path
+) -> TrainingProcess:
+    """A real worker on a run far too long to finish, once it reports progress."""
+    train = _sst_sample(shared_data, tmp_path / "sst.tsv", 400)
+    job = await TrainingProcess.start(_spec(base, train, out, epochs=100))
+    await _until_progress(job)
+    return job
+
+
 def _fake_python(path: Path, script: str) -> str:
     """An executable standing in for the interpreter (it ignores the worker arguments)."""
     path.write_text("#!/bin/sh\n" + script)
@@ -78,10 +88,8 @@ async def test_job_runs_to_completion(
 async def test_cancel_is_graceful(
     tiny_sentiment_dir: Path, shared_data: Path, tmp_path: Path
 ) -> None:
-    train = _sst_sample(shared_data, tmp_path / "sst.tsv", 400)
     out = tmp_path / "out"
-    job = await TrainingProcess.start(_spec(tiny_sentiment_dir, train, out, epochs=100))
-    await _until_progress(job)
+    job = await _training_long(tiny_sentiment_dir, shared_data, tmp_path, out)
     result = await job.cancel(grace_s=60)
     assert result.status == "cancelled", job.log_tail()
     assert result.returncode == EXIT_CANCELLED  # stopped itself: not killed
@@ -93,10 +101,8 @@ async def test_cancel_is_graceful(
 async def test_killed_from_outside_is_failed_with_reason(
     tiny_sentiment_dir: Path, shared_data: Path, tmp_path: Path
 ) -> None:
-    train = _sst_sample(shared_data, tmp_path / "sst.tsv", 400)
     out = tmp_path / "out"
-    job = await TrainingProcess.start(_spec(tiny_sentiment_dir, train, out, epochs=100))
-    await _until_progress(job)
+    job = await _training_long(tiny_sentiment_dir, shared_data, tmp_path, out)
     os.kill(job.pid, signal.SIGKILL)  # e.g. the OOM killer
     async with asyncio.timeout(30):
         finals = [event async for event in job if event.kind == "final"]
