@@ -278,7 +278,7 @@ class Playground:
         message = event.message
         if message.author is not self.emu.bot_user:
             return
-        owner = self.emu._interactions.get(message.interaction_id or 0)
+        owner = self.emu.interaction_for(message)
         if message.ephemeral and owner is not None and owner.user is not self._user():
             return  # someone else's private reply
         tag = "bot (only you see this)" if message.ephemeral else "bot"

@@ -7,7 +7,7 @@ from typing import Any
 from urllib.parse import quote
 
 from bot.sim.clock import SimClock, SnowflakeFactory
-from bot.sim.models import (
+from bot.sim.entities import (
     ADMINISTRATOR,
     DM,
     EVERYONE_PERMISSIONS,
