@@ -4,7 +4,8 @@ Tests and the playground drive it as Discord users would (slash commands, contex
 clicks, messages: see :mod:`bot.sim.driver`) and assert on what the bot actually sent. This
 module wires the parts together and serves them; each part does one job:
 
-- :mod:`bot.sim.state` / :mod:`bot.sim.world`: the entities and the named default world;
+- :mod:`bot.sim.state` / :mod:`bot.sim.world`: the entities and the named default world
+  (:mod:`bot.sim.worldfile` saves a world and loads it back);
 - :mod:`bot.sim.rest` / :mod:`bot.sim.gateway`: the HTTP API and the websocket the bot uses;
 - :mod:`bot.sim.messages`: creating, editing and deleting messages, and their events;
 - :mod:`bot.sim.responses`: Discord's rules for answering interactions;
@@ -45,6 +46,7 @@ from bot.sim.rest import RestApi
 from bot.sim.state import SimState
 from bot.sim.tracking import track_handlers
 from bot.sim.world import build_default_world
+from bot.sim.worldfile import SavedWorld, restore_world
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +69,18 @@ class DiscordEmulator(Driver):
         quiet_s: float = 0.25,
         rate_limit: RateLimitPolicy | None = None,
         heartbeat_interval_ms: int = 41250,
+        saved_world: SavedWorld | None = None,
     ) -> None:
+        """``saved_world`` (see :mod:`bot.sim.worldfile`) brings back an earlier run's world with
+        its ids; without it the default world is made with new ids. Raises WorldFileError when
+        the saved world is damaged."""
         clock = clock or SimClock()
-        state = SimState(clock, token=token)
-        world = build_default_world(state)
+        if saved_world is None:
+            state = SimState(clock, token=token)
+            world = build_default_world(state)
+        else:
+            state = SimState(clock, token=token, application_id=saved_world.application_id)
+            world = restore_world(state, saved_world)
         hub = GatewayHub(
             state,
             gateway_url=lambda: self.gateway_url,
