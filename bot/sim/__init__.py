@@ -13,7 +13,9 @@
                 await emu.click(gen.original, label="Stop")
 
 World: `emu.admin` (guild owner, Admins role), `emu.member`, `emu.guild` with `emu.channel`
-(#general) and `emu.thread`, `emu.other_guild` / `emu.other_channel`, `emu.dm(user)`.
+(#general) and `emu.thread`, `emu.other_guild` / `emu.other_channel`, `emu.dm(user)` (all also
+in `emu.world`). `save_world(path, emu.state, emu.world)` and
+`DiscordEmulator(saved_world=read_world(path))` (bot.sim.worldfile) bring a world back, ids kept.
 Records: `emu.requests`, `emu.messages` (every revision kept), `emu.interactions`,
 `emu.interaction_for(message)`, `emu.synced_commands`, `emu.mention_leaks()`,
 `emu.unhandled_requests`. Discord rules: 3 s ack deadline, 2,000-char content, 15-minute tokens
