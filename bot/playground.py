@@ -4,12 +4,18 @@ Type commands as in Discord (`/generate prompt: Tell me a story max_tokens: 40`)
 as they arrive, streamed edits included. Lines starting with `:` control the playground.
 With standard input not a terminal, it runs one command per line and exits when the last
 reply is final (exit 1 if a command could not run or got no answer).
+
+The emulated world (servers, channels, threads, users, roles) is made once per data folder and
+saved there (`playground-world.json`), so what the bot stored for a channel or server (contexts,
+fine-tuning jobs, promoted models) is there again in the next run, as on Discord. `--reset` or
+`:reset` starts a new world on purpose.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import enum
 import logging
 import sys
 from dataclasses import dataclass, field
@@ -33,10 +39,12 @@ from bot.sim import (
 from bot.sim.commandline import command_name, parse_command_line
 from bot.sim.harness import connected
 from bot.sim.options import ATTACHMENT, leaf_options
+from bot.sim.worldfile import SavedWorld, WorldFileError, read_world, save_world
 
 log = logging.getLogger(__name__)
 
 EXIT_USAGE = 2
+WORLD_FILE = "playground-world.json"  # in the data folder
 
 HELP = """\
 Type a command as in Discord:
@@ -53,6 +61,7 @@ Playground controls:
   :say TEXT                     post a message as the current user
   :menu NAME                    run a message action (e.g. Analyze sentiment) on the last :say
   :click LABEL                  click a button (e.g. Stop) on the newest message showing it
+  :reset                        discard this world (servers, channels, users) and start anew
   :help                         this help
   :quit                         leave"""
 
@@ -69,6 +78,14 @@ class Session:
     printed: dict[int, tuple[str, str]] = field(default_factory=dict)
 
 
+class Outcome(enum.Enum):
+    """What the playground does after a line."""
+
+    CONTINUE = "continue"
+    QUIT = "quit"
+    RESET = "reset"  # close the bot and the emulator, start again in a new world
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bot playground",
@@ -83,6 +100,11 @@ def main(argv: list[str]) -> int:
         help="seconds to wait for each reply (model loads included; default 600)",
     )
     parser.add_argument("--verbose", action="store_true", help="show the bot's log on stderr")
+    parser.add_argument(
+        "--reset",
+        action="store_true",
+        help=f"start in a new world, discarding the one saved in the data folder ({WORLD_FILE})",
+    )
     args = parser.parse_args(argv)
     try:
         settings = Settings.load(env_file=args.env_file)
@@ -102,6 +124,7 @@ def main(argv: list[str]) -> int:
         session=Session(user_name=args.as_user),
         timeout=args.timeout,
         interactive=interactive,
+        reset=args.reset,
     )
     try:
         return asyncio.run(playground.run(sys.stdin, sys.stdout))
@@ -119,20 +142,65 @@ class Playground:
         session: Session | None = None,
         timeout: float = 600.0,
         interactive: bool = False,
+        reset: bool = False,
     ) -> None:
         self.settings = settings
         self.session = session or Session()
         self.timeout = timeout
         self.interactive = interactive
+        self.reset = reset  # start in a new world, discarding the saved one
         self.out: TextIO = sys.stdout
         self.emu: DiscordEmulator
 
+    @property
+    def world_path(self) -> Path:
+        return self.settings.data_dir / WORLD_FILE
+
     async def run(self, stdin: TextIO, stdout: TextIO) -> int:
+        self.out = stdout
+        fresh = self.reset
+        while True:
+            try:
+                saved = await self._saved_world(fresh)
+                emulator = DiscordEmulator(saved_world=saved)
+            except WorldFileError as exc:
+                self._print(
+                    f"! {exc}. Start with `python -m bot playground --reset` for a new world "
+                    "(what the bot stored for the old one stays in the database, unreachable)."
+                )
+                return EXIT_USAGE
+            outcome = await self._serve(emulator, stdin, new_world=saved is None)
+            if outcome is not Outcome.RESET:
+                return 1 if self.session.failures else 0
+            fresh = True
+
+    async def _saved_world(self, fresh: bool) -> SavedWorld | None:
+        """The world saved in the data folder, or None for a new one (saying what ``fresh``
+        discards)."""
+        path = self.world_path
+        if not await asyncio.to_thread(path.is_file):
+            return None
+        if not fresh:
+            return await asyncio.to_thread(read_world, path)
+        try:
+            held = (await asyncio.to_thread(read_world, path)).describe()
+        except WorldFileError:
+            held = "a world file that could not be read"
+        self._print(
+            f"Starting a new world. Discarded: the saved one in {path} ({held}). "
+            "Contexts, fine-tuning jobs and promoted models made there stay in the database "
+            "under its old ids; nothing in the new world reaches them."
+        )
+        return None
+
+    async def _serve(self, emulator: DiscordEmulator, stdin: TextIO, *, new_world: bool) -> Outcome:
+        """Run the emulator and the bot in one world until the user quits or resets."""
         from bot.app import open_app  # imports torch-side code; only when running
 
-        self.out = stdout
-        async with DiscordEmulator() as emu:
+        async with emulator as emu:
             self.emu = emu
+            if new_world:
+                await asyncio.to_thread(save_world, self.world_path, emu.state, emu.world)
             settings = self.settings.model_copy(
                 update={"dev_guild_id": emu.guild.id, "discord_token": SecretStr(emu.token)}
             )
@@ -141,15 +209,16 @@ class Playground:
                     async with connected(emu, bot, sync_global=True):
                         emu.add_listener(self._on_message_event)
                         if self.interactive:
+                            where = "a new world" if new_world else "the world saved"
                             self._print(
                                 f"hfcord playground: you are {self.session.user_name} in "
-                                f"#{self.session.channel_name} of {emu.guild.name}. "
+                                f"#{self.session.channel_name} of {emu.guild.name} ({where} in "
+                                f"{self.world_path}; :reset for a new one). "
                                 "Type /help for the bot's commands, :help for the playground's."
                             )
-                        await self._loop(stdin)
-        return 1 if self.session.failures else 0
+                        return await self._loop(stdin)
 
-    async def _loop(self, stdin: TextIO) -> None:
+    async def _loop(self, stdin: TextIO) -> Outcome:
         loop = asyncio.get_running_loop()
         while True:
             if self.interactive:
@@ -157,34 +226,35 @@ class Playground:
                 try:
                     line = await loop.run_in_executor(None, input, prompt)
                 except EOFError:
-                    return
+                    return Outcome.QUIT
             else:
                 line = await loop.run_in_executor(None, stdin.readline)
                 if not line:
-                    return
-            if not await self.handle(line.strip()):
-                return
+                    return Outcome.QUIT
+            outcome = await self.handle(line.strip())
+            if outcome is not Outcome.CONTINUE:
+                return outcome
 
     # -- one line ----------------------------------------------------------------------
 
-    async def handle(self, line: str) -> bool:
-        """Run one line; False when the user asked to quit."""
+    async def handle(self, line: str) -> Outcome:
+        """Run one line; say whether to go on, quit, or start a new world."""
         if not line or line.startswith("#"):
-            return True
+            return Outcome.CONTINUE
         if line.startswith(":"):
             return await self._control(line[1:].strip())
         if not line.startswith("/"):
             self._print(
                 "Commands start with / (try /help); playground controls with : (try :help)."
             )
-            return True
+            return Outcome.CONTINUE
         if not self.interactive:
             self._print(f"> {line}")
         try:
             await self._slash(line)
         except SimError as exc:
             self._fail(str(exc))
-        return True
+        return Outcome.CONTINUE
 
     async def _slash(self, line: str) -> None:
         emu = self.emu
@@ -218,12 +288,16 @@ class Playground:
         except InteractionTimeout:
             self._fail(f"No final answer within {self.timeout:.0f} s.")
 
-    async def _control(self, text: str) -> bool:
+    async def _control(self, text: str) -> Outcome:
         emu = self.emu
         word, _, rest = text.partition(" ")
         rest = rest.strip()
         if word in ("quit", "q", "exit"):
-            return False
+            return Outcome.QUIT
+        if word == "reset" and not rest:
+            self.session.last_said = None
+            self.session.printed.clear()
+            return Outcome.RESET
         if word == "help":
             self._print(HELP)
         elif word == "as" and rest in ("admin", "member"):
@@ -242,20 +316,20 @@ class Playground:
         elif word == "menu" and rest:
             if self.session.last_said is None:
                 self._fail("Post a message with :say first; :menu runs an action on it.")
-                return True
+                return Outcome.CONTINUE
             try:
                 inter = await emu.context_menu(
                     rest, self.session.last_said, user=self._user(), bypass_permissions=True
                 )
             except SimError as exc:
                 self._fail(str(exc))
-                return True
+                return Outcome.CONTINUE
             await self._await_final(inter)
         elif word == "click" and rest:
             await self._click(rest)
         else:
             self._fail(f"Unknown control :{text}; try :help.")
-        return True
+        return Outcome.CONTINUE
 
     async def _click(self, label: str) -> None:
         emu = self.emu
@@ -278,7 +352,7 @@ class Playground:
         message = event.message
         if message.author is not self.emu.bot_user:
             return
-        owner = self.emu._interactions.get(message.interaction_id or 0)
+        owner = self.emu.interaction_for(message)
         if message.ephemeral and owner is not None and owner.user is not self._user():
             return  # someone else's private reply
         tag = "bot (only you see this)" if message.ephemeral else "bot"

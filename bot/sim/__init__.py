@@ -13,27 +13,20 @@
                 await emu.click(gen.original, label="Stop")
 
 World: `emu.admin` (guild owner, Admins role), `emu.member`, `emu.guild` with `emu.channel`
-(#general) and `emu.thread`, `emu.other_guild` / `emu.other_channel`, `emu.dm(user)`.
-Records: `emu.requests`, `emu.messages` (every revision kept), `emu.synced_commands`,
-`emu.mention_leaks()`, `emu.unhandled_requests`. Discord rules: 3 s ack deadline, 2,000-char
-content, 15-minute tokens (`emu.advance(seconds)`), rate-limit headers, `emu.force_rate_limit`.
+(#general) and `emu.thread`, `emu.other_guild` / `emu.other_channel`, `emu.dm(user)` (all also
+in `emu.world`). `save_world(path, emu.state, emu.world)` and
+`DiscordEmulator(saved_world=read_world(path))` (bot.sim.worldfile) bring a world back, ids kept.
+Records: `emu.requests`, `emu.messages` (every revision kept), `emu.interactions`,
+`emu.interaction_for(message)`, `emu.synced_commands`, `emu.mention_leaks()`,
+`emu.unhandled_requests`. Discord rules: 3 s ack deadline, 2,000-char content, 15-minute tokens
+(`emu.advance(seconds)`), rate-limit headers, `emu.force_rate_limit`.
 """
 
 from __future__ import annotations
 
 from bot.sim.clock import SimClock
-from bot.sim.emulator import DiscordEmulator, MessageEvent
-from bot.sim.errors import (
-    CommandNotFound,
-    CommandNotVisible,
-    ComponentError,
-    InteractionFailed,
-    InteractionTimeout,
-    OptionError,
-    SimError,
-)
-from bot.sim.interaction import SimInteraction
-from bot.sim.models import (
+from bot.sim.emulator import DiscordEmulator
+from bot.sim.entities import (
     MessageRevision,
     RecordedFile,
     RecordedRequest,
@@ -46,7 +39,19 @@ from bot.sim.models import (
     SimUser,
     SyncedCommand,
 )
+from bot.sim.errors import (
+    CommandNotFound,
+    CommandNotVisible,
+    ComponentError,
+    InteractionFailed,
+    InteractionTimeout,
+    OptionError,
+    SimError,
+)
+from bot.sim.interaction import SimInteraction
+from bot.sim.messages import MessageEvent
 from bot.sim.ratelimit import RateLimitPolicy
+from bot.sim.world import SimWorld
 
 __all__ = [
     "CommandNotFound",
@@ -71,5 +76,6 @@ __all__ = [
     "SimMessage",
     "SimRole",
     "SimUser",
+    "SimWorld",
     "SyncedCommand",
 ]

@@ -31,13 +31,28 @@ DISCORD_EPOCH_MS = 1_420_070_400_000
 
 
 class SnowflakeFactory:
-    """Discord-shaped ids: creation time in the top bits, then a counter."""
+    """Discord-shaped ids: creation time in the top bits, then a counter.
+
+    Ids only grow, so they stay unique even next to ids made in an earlier run (a saved world):
+    :meth:`reserve_up_to` moves past those.
+    """
 
     def __init__(self, clock: SimClock) -> None:
         self._clock = clock
         self._increment = 0
+        self._last = 0
 
     def next(self) -> int:
         self._increment = (self._increment + 1) % 4096
         ms = int(self._clock.now().timestamp() * 1000) - DISCORD_EPOCH_MS
-        return (ms << 22) | (1 << 17) | self._increment
+        self._last = max((ms << 22) | (1 << 17) | self._increment, self._last + 1)
+        return self._last
+
+    def reserve_up_to(self, taken: int) -> None:
+        """Never hand out ``taken`` or anything below it."""
+        self._last = max(self._last, taken)
+
+
+def snowflake_time_ms(snowflake: int) -> int:
+    """When a snowflake was made, in milliseconds since the Unix epoch."""
+    return (snowflake >> 22) + DISCORD_EPOCH_MS

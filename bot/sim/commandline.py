@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from bot.sim.entities import SyncedCommand
 from bot.sim.errors import OptionError
-from bot.sim.models import SyncedCommand
 from bot.sim.options import leaf_options, split_command_path
 
 

@@ -1,4 +1,5 @@
-"""A live interaction as the driver sees it: its acknowledgment, messages and edits, and waiting on them."""
+"""A live interaction as the driver sees it (its acknowledgment, messages and edits, and waiting on
+them), and the registry of every interaction sent to the bot."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
+from bot.sim.entities import RecordedRequest, SimChannel, SimGuild, SimMessage, SimUser
 from bot.sim.errors import InteractionFailed, InteractionTimeout
-from bot.sim.models import RecordedRequest, SimChannel, SimGuild, SimMessage, SimUser
 
 APPLICATION_COMMAND = 2
 MESSAGE_COMPONENT = 3
@@ -130,6 +131,16 @@ class SimInteraction:
         self.failed = True
         self.touch()
 
+    def start_deadline(self, seconds: float, on_expiry: Callable[[SimInteraction], None]) -> None:
+        """Call ``on_expiry(self)`` after ``seconds`` unless :meth:`cancel_deadline` runs first."""
+        self.cancel_deadline()
+        self._deadline = self._loop.call_later(seconds, on_expiry, self)
+
+    def cancel_deadline(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
     # -- waiting -----------------------------------------------------------------------
 
     async def acknowledged_within(self, timeout: float = 5.0) -> SimInteraction:
@@ -222,3 +233,48 @@ class SimInteraction:
 
     def __repr__(self) -> str:
         return f"<SimInteraction {self.name!r} id={self.id} response={self.response_type} failed={self.failed}>"
+
+
+class InteractionRegistry:
+    """Every interaction sent to the bot, in order, found by id, by token or by a message it owns.
+
+    ``tracking_commands`` / ``tracking_views`` say whether the bot's command and view handlers
+    report when they finish (see :mod:`bot.sim.tracking`); new interactions are ``tracked`` then.
+    """
+
+    def __init__(self) -> None:
+        self.all: list[SimInteraction] = []
+        self._by_id: dict[int, SimInteraction] = {}
+        self._by_token: dict[str, SimInteraction] = {}
+        self.tracking_commands = False
+        self.tracking_views = False
+
+    def add(self, interaction: SimInteraction) -> None:
+        self.all.append(interaction)
+        self._by_id[interaction.id] = interaction
+        self._by_token[interaction.token] = interaction
+
+    def get(self, interaction_id: int) -> SimInteraction | None:
+        return self._by_id.get(interaction_id)
+
+    def by_token(self, token: str) -> SimInteraction | None:
+        return self._by_token.get(token)
+
+    def owner_of(self, message: SimMessage) -> SimInteraction | None:
+        """The interaction a bot message answers (None for channel messages and user posts)."""
+        return self._by_id.get(message.interaction_id or 0)
+
+    def tracks(self, interaction_type: int) -> bool:
+        """Whether the bot reports when its handler for this interaction type returns."""
+        if interaction_type == APPLICATION_COMMAND:
+            return self.tracking_commands
+        return interaction_type == MESSAGE_COMPONENT and self.tracking_views
+
+    def handler_finished(self, interaction_id: int) -> None:
+        interaction = self._by_id.get(interaction_id)
+        if interaction is not None:
+            interaction.mark_handler_done()
+
+    def cancel_deadlines(self) -> None:
+        for interaction in self.all:
+            interaction.cancel_deadline()

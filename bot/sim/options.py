@@ -13,8 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.sim.errors import CommandNotFound, OptionError
-from bot.sim.models import (
+from bot.sim.entities import (
     SimAttachment,
     SimChannel,
     SimGuild,
@@ -22,6 +21,7 @@ from bot.sim.models import (
     SimUser,
     SyncedCommand,
 )
+from bot.sim.errors import CommandNotFound, OptionError
 from bot.sim.state import SimState
 
 SUB_COMMAND = 1

@@ -2,44 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-import re
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiohttp
 from aiohttp import web
 
-from bot.sim.interaction import (
-    APPLICATION_COMMAND,
-    CHANNEL_MESSAGE,
-    DEFERRED_CHANNEL_MESSAGE,
-    DEFERRED_UPDATE_MESSAGE,
-    MODAL,
-    UPDATE_MESSAGE,
-    SimInteraction,
-)
-from bot.sim.models import (
-    FLAG_EPHEMERAL,
-    FLAG_LOADING,
-    RecordedFile,
-    SimChannel,
-    SimMessage,
-    SyncedCommand,
-)
-from bot.sim.ratelimit import RateLimited
-from bot.sim.state import can_manage_messages
-from bot.sim.validation import DiscordHTTPError, validate_commands
-
-if TYPE_CHECKING:
-    from bot.sim.emulator import DiscordEmulator
+from bot.sim.entities import RecordedFile, SimChannel, SimGuild, SimMessage, SyncedCommand
+from bot.sim.interaction import InteractionRegistry, SimInteraction
+from bot.sim.messages import MessageService
+from bot.sim.ratelimit import RateLimited, RateLimiter
+from bot.sim.recording import RequestLog
+from bot.sim.responses import InteractionResponder
+from bot.sim.state import SimState, can_manage_messages
+from bot.sim.validation import DiscordHTTPError, json_object, unknown, validate_commands
 
 log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/v10"
 JSON_HEADERS = {"Content-Type": "application/json"}  # exactly this: discord.py checks equality
-_FILE_FIELD = re.compile(r"^files\[(\d+)\]$")
 JSON_BODY: web.RequestKey[Any] = web.RequestKey("sim_json", object)
 FILES: web.RequestKey[list[RecordedFile]] = web.RequestKey("sim_files", list)
 INTERACTION = web.RequestKey("sim_interaction", SimInteraction)
@@ -55,16 +39,32 @@ class ApiResult:
         self.status = status if body is not None or status != 200 else 204
 
 
-def unknown(code: int, what: str) -> DiscordHTTPError:
-    return DiscordHTTPError(404, code, f"Unknown {what}")
-
-
 class RestApi:
-    """Route handlers; message and interaction mechanics live on the emulator."""
+    """Route handlers and the middleware that rate-limits and records every request.
 
-    def __init__(self, emu: DiscordEmulator) -> None:
-        self.emu = emu
-        self.state = emu.state
+    Message mechanics live in :class:`MessageService`, the rules for answering interactions in
+    :class:`InteractionResponder`; the handlers parse requests and call them.
+    """
+
+    def __init__(
+        self,
+        state: SimState,
+        *,
+        interactions: InteractionRegistry,
+        responder: InteractionResponder,
+        messages: MessageService,
+        requests: RequestLog,
+        ratelimiter: RateLimiter,
+        gateway_url: Callable[[], str],
+    ) -> None:
+        self.state = state
+        self.interactions = interactions
+        self.responder = responder
+        self.messages = messages
+        self.requests = requests
+        self.ratelimiter = ratelimiter
+        self._gateway_url = gateway_url
+        self.commands_synced = asyncio.Event()  # set by every bulk overwrite of commands
 
     def install(self, app: web.Application) -> None:
         routes: list[tuple[str, str, Handler]] = [
@@ -130,12 +130,12 @@ class RestApi:
         major = ":".join(
             str(info.get(k, "")) for k in ("channel_id", "guild_id", "application_id", "token")
         )
-        inter = self.emu._interactions_by_token.get(info.get("token", ""))
+        inter = self.interactions.by_token(info.get("token", ""))
         if inter is not None:
             request[INTERACTION] = inter  # so even a 429 is listed under its interaction
         headers: dict[str, str] = {}
         try:
-            headers = self.emu.ratelimiter.check(route, major)
+            headers = self.ratelimiter.check(route, major)
             result = await handler(request)
             if not isinstance(result, ApiResult):
                 raise TypeError(f"handler returned {type(result).__name__}")
@@ -152,7 +152,17 @@ class RestApi:
             # An emulator bug, not a bot bug: answer as Discord's 500 would and keep the trace.
             log.exception("emulator failed on %s %s", request.method, request.path)
             status, payload = 500, {"message": "500: Internal Server Error", "code": 0}
-        self.emu._record(request, route, body, files, status, payload)
+        self.requests.record(
+            method=request.method,
+            path=request.path,
+            route=route,
+            query=request.query,
+            body=body,
+            files=files,
+            status=status,
+            response=payload,
+            interaction=request.get(INTERACTION),
+        )
         if status == 204 or payload is None:
             return web.Response(status=status, headers=headers)
         return web.Response(
@@ -206,23 +216,18 @@ class RestApi:
 
     @staticmethod
     def _json(request: web.Request) -> dict[str, Any]:
-        body = request[JSON_BODY]
-        if body is None:
-            return {}
-        if not isinstance(body, dict):
-            raise DiscordHTTPError(400, 50109, "The request body contains invalid JSON.")
-        return body
+        return json_object(request[JSON_BODY])
 
     # -- identity ----------------------------------------------------------------------
 
     async def get_gateway(self, request: web.Request) -> ApiResult:
-        return ApiResult({"url": self.emu.gateway_url})
+        return ApiResult({"url": self._gateway_url()})
 
     async def get_gateway_bot(self, request: web.Request) -> ApiResult:
         self._require_bot_auth(request)
         return ApiResult(
             {
-                "url": self.emu.gateway_url,
+                "url": self._gateway_url(),
                 "shards": 1,
                 "session_start_limit": {
                     "total": 1000,
@@ -326,155 +331,59 @@ class RestApi:
             )
         table.clear()
         table.update(new)
-        self.emu._commands_synced()
+        self.commands_synced.set()
         return ApiResult([c.payload for c in new.values()])
 
     # -- interactions ------------------------------------------------------------------
 
     async def callback(self, request: web.Request) -> ApiResult:
-        emu = self.emu
-        inter = emu._interactions.get(_int(request.match_info["interaction_id"]))
-        if inter is None or inter.token != request.match_info["token"]:
-            raise unknown(10062, "interaction")
-        request[INTERACTION] = inter
-        if not inter.acknowledged and emu._past_ack_deadline(inter):
-            inter.fail()
-        if inter.failed:
-            raise unknown(10062, "interaction")
-        if inter.acknowledged:
-            raise DiscordHTTPError(400, 40060, "Interaction has already been acknowledged.")
-        body = self._json(request)
-        rtype = body.get("type")
-        data = body.get("data") or {}
-        allowed = {APPLICATION_COMMAND: {CHANNEL_MESSAGE, DEFERRED_CHANNEL_MESSAGE, MODAL}}.get(
-            inter.type,
-            {
-                CHANNEL_MESSAGE,
-                DEFERRED_CHANNEL_MESSAGE,
-                DEFERRED_UPDATE_MESSAGE,
-                UPDATE_MESSAGE,
-                MODAL,
-            },
+        inter = self.responder.for_callback(
+            _int(request.match_info["interaction_id"]), request.match_info["token"]
         )
-        if rtype not in allowed:
-            raise DiscordHTTPError(
-                400,
-                50035,
-                "Invalid Form Body",
-                {
-                    "type": {
-                        "_errors": [
-                            {
-                                "code": "INTERACTION_RESPONSE_TYPE_INVALID",
-                                "message": "Invalid interaction response type",
-                            }
-                        ]
-                    }
-                },
-            )
-        message: SimMessage | None = None
-        files = self._files(request)
-        if rtype == CHANNEL_MESSAGE:
-            message = await emu._create_interaction_message(inter, data, files, original=True)
-        elif rtype == DEFERRED_CHANNEL_MESSAGE:
-            flags = FLAG_LOADING | (int(data.get("flags") or 0) & FLAG_EPHEMERAL)
-            message = await emu._create_interaction_message(
-                inter, {"flags": flags}, [], original=True, loading=True
-            )
-        elif rtype == UPDATE_MESSAGE:
-            assert inter.target_message is not None
-            message = await emu._edit_message(inter.target_message, data, files, inter=inter)
-            inter.original = inter.target_message
-        elif rtype == DEFERRED_UPDATE_MESSAGE:
-            inter.original = inter.target_message
-        emu._acknowledge(inter, rtype, data)
-        result: dict[str, Any] = {
-            "interaction": {
-                "id": str(inter.id),
-                "type": inter.type,
-                "response_message_id": str(message.id) if message else None,
-                "response_message_loading": rtype == DEFERRED_CHANNEL_MESSAGE,
-                "response_message_ephemeral": bool(message and message.ephemeral),
-            },
-            "resource": {"type": rtype},
-        }
-        if message is not None:
-            result["resource"]["message"] = emu._message_json(message)
+        request[INTERACTION] = inter  # so a refusal is listed under its interaction too
+        result = await self.responder.respond(inter, request[JSON_BODY], self._files(request))
         if request.query.get("with_response") not in ("1", "true", "True"):
             return ApiResult(None, 204)
         return ApiResult(result)
 
     def _webhook_interaction(self, request: web.Request) -> SimInteraction:
-        emu = self.emu
-        if _int(request.match_info["application_id"]) != self.state.application_id:
-            raise unknown(10015, "Webhook")
-        inter = emu._interactions_by_token.get(request.match_info["token"])
-        if inter is None:
-            raise unknown(10015, "Webhook")
+        inter = self.responder.for_webhook(
+            _int(request.match_info["application_id"]), request.match_info["token"]
+        )
         request[INTERACTION] = inter
-        if emu.state.clock.monotonic() - inter.created_at > emu.token_ttl_s:
-            raise DiscordHTTPError(401, 50027, "Invalid Webhook Token")
-        if not inter.acknowledged:
-            # The interaction webhook only exists once the interaction was acknowledged.
-            raise unknown(10015, "Webhook")
+        self.responder.check_webhook(inter)
         return inter
 
-    def _interaction_message(self, inter: SimInteraction, message_id: str) -> SimMessage:
-        if message_id == "@original":
-            if inter.original is None or inter.original.deleted:
-                raise unknown(10008, "Message")
-            return inter.original
-        wanted = _int(message_id)
-        for message in inter.messages:
-            if message.id == wanted and not message.deleted:
-                return message
-        raise unknown(10008, "Message")
+    def _interaction_message(self, request: web.Request, inter: SimInteraction) -> SimMessage:
+        raw = request.match_info["message_id"]
+        return self.responder.message_of(inter, None if raw == "@original" else _int(raw))
 
     async def followup(self, request: web.Request) -> ApiResult:
         inter = self._webhook_interaction(request)
-        data = self._json(request)
-        files = self._files(request)
-        original = inter.original
-        if (
-            inter.response_type == DEFERRED_CHANNEL_MESSAGE
-            and original is not None
-            and original.loading
-            and not original.deleted
-        ):
-            # Discord: the first followup after a deferred response completes the "thinking"
-            # message, keeping the defer's ephemeral choice.
-            data = dict(data)
-            data["flags"] = (int(data.get("flags") or 0) & ~FLAG_EPHEMERAL) | (
-                original.flags & FLAG_EPHEMERAL
-            )
-            message = await self.emu._edit_message(
-                original, data, files, inter=inter, finish_loading=True
-            )
-        else:
-            message = await self.emu._create_interaction_message(inter, data, files, original=False)
+        message = await self.responder.followup(inter, self._json(request), self._files(request))
         if request.query.get("wait") in ("1", "true", "True"):
-            return ApiResult(self.emu._message_json(message))
+            return ApiResult(self.messages.to_json(message))
         return ApiResult(None, 204)
 
     async def get_webhook_message(self, request: web.Request) -> ApiResult:
         inter = self._webhook_interaction(request)
-        message = self._interaction_message(inter, request.match_info["message_id"])
-        return ApiResult(self.emu._message_json(message))
+        message = self._interaction_message(request, inter)
+        return ApiResult(self.messages.to_json(message))
 
     async def edit_webhook_message(self, request: web.Request) -> ApiResult:
         inter = self._webhook_interaction(request)
-        message = self._interaction_message(inter, request.match_info["message_id"])
+        message = self._interaction_message(request, inter)
         data = dict(self._json(request))
         data.pop("flags", None)  # flags cannot change through a webhook edit
-        message = await self.emu._edit_message(
+        message = await self.messages.edit(
             message, data, self._files(request), inter=inter, finish_loading=True
         )
-        return ApiResult(self.emu._message_json(message))
+        return ApiResult(self.messages.to_json(message))
 
     async def delete_webhook_message(self, request: web.Request) -> ApiResult:
         inter = self._webhook_interaction(request)
-        message = self._interaction_message(inter, request.match_info["message_id"])
-        await self.emu._delete_message(message, inter=inter)
+        message = self._interaction_message(request, inter)
+        await self.messages.delete(message, inter=inter)
         return ApiResult(None, 204)
 
     # -- channels ----------------------------------------------------------------------
@@ -509,18 +418,18 @@ class RestApi:
         if "after" in request.query:
             messages = [m for m in messages if m.id > _int(request.query["after"])][:limit]
         messages = sorted(messages, key=lambda m: m.id, reverse=True)[:limit]
-        return ApiResult([self.emu._message_json(m) for m in messages])
+        return ApiResult([self.messages.to_json(m) for m in messages])
 
     async def create_channel_message(self, request: web.Request) -> ApiResult:
         channel = self._channel(request)
-        message = await self.emu._create_channel_message(
+        message = await self.messages.create_channel_message(
             channel, self._json(request), self._files(request)
         )
-        return ApiResult(self.emu._message_json(message))
+        return ApiResult(self.messages.to_json(message))
 
     async def get_channel_message(self, request: web.Request) -> ApiResult:
         channel = self._channel(request)
-        return ApiResult(self.emu._message_json(self._channel_message(request, channel)))
+        return ApiResult(self.messages.to_json(self._channel_message(request, channel)))
 
     async def edit_channel_message(self, request: web.Request) -> ApiResult:
         channel = self._channel(request)
@@ -529,8 +438,8 @@ class RestApi:
             raise DiscordHTTPError(403, 50005, "Cannot edit a message authored by another user")
         data = dict(self._json(request))
         data.pop("flags", None)
-        message = await self.emu._edit_message(message, data, self._files(request))
-        return ApiResult(self.emu._message_json(message))
+        message = await self.messages.edit(message, data, self._files(request))
+        return ApiResult(self.messages.to_json(message))
 
     async def delete_channel_message(self, request: web.Request) -> ApiResult:
         channel = self._channel(request)
@@ -540,7 +449,7 @@ class RestApi:
             guild, self.state.bot_user.id
         ):
             raise DiscordHTTPError(403, 50013, "Missing Permissions")
-        await self.emu._delete_message(message)
+        await self.messages.delete(message)
         return ApiResult(None, 204)
 
     async def typing(self, request: web.Request) -> ApiResult:
@@ -549,7 +458,7 @@ class RestApi:
 
     # -- guilds ------------------------------------------------------------------------
 
-    def _guild(self, request: web.Request) -> Any:
+    def _guild(self, request: web.Request) -> SimGuild:
         self._require_bot_auth(request)
         guild = self.state.guilds.get(_int(request.match_info["guild_id"]))
         if guild is None:

@@ -7,7 +7,7 @@ from typing import Any
 from urllib.parse import quote
 
 from bot.sim.clock import SimClock, SnowflakeFactory
-from bot.sim.models import (
+from bot.sim.entities import (
     ADMINISTRATOR,
     DM,
     EVERYONE_PERMISSIONS,
@@ -41,7 +41,7 @@ def iso(value: Any) -> str:
 class SimState:
     """All entities of one emulated Discord, and how each renders as API JSON."""
 
-    def __init__(self, clock: SimClock, *, token: str) -> None:
+    def __init__(self, clock: SimClock, *, token: str, application_id: int | None = None) -> None:
         self.clock = clock
         self.ids = SnowflakeFactory(clock)
         self.token = token
@@ -53,7 +53,9 @@ class SimState:
         self.attachments: dict[int, SimAttachment] = {}
         self.global_commands: dict[tuple[str, int], SyncedCommand] = {}
         self.guild_commands: dict[int, dict[tuple[str, int], SyncedCommand]] = {}
-        self.application_id = self.ids.next()
+        if application_id is not None:
+            self.ids.reserve_up_to(application_id)
+        self.application_id = application_id or self.ids.next()
         self.bot_user = self.add_user("hfcord", bot=True, user_id=self.application_id)
 
     # -- building the world -------------------------------------------------------------
@@ -62,6 +64,20 @@ class SimState:
         user = SimUser(id=user_id or self.ids.next(), name=name, global_name=name.title(), bot=bot)
         self.users[user.id] = user
         return user
+
+    def restore(self, users: list[SimUser], guilds: list[SimGuild], dms: list[SimChannel]) -> None:
+        """Put entities made in an earlier run back (ids kept); new ids come after theirs."""
+        for user in users:
+            self.users[user.id] = user
+        for guild in guilds:
+            self.guilds[guild.id] = guild
+            for channel in guild.channels:
+                self.channels[channel.id] = channel
+        for channel in dms:
+            self.channels[channel.id] = channel
+        ids = [u.id for u in users] + [g.id for g in guilds] + [c.id for c in dms]
+        ids += [r for g in guilds for r in g.roles] + [c.id for g in guilds for c in g.channels]
+        self.ids.reserve_up_to(max(ids, default=0))
 
     def add_guild(self, name: str, owner: SimUser) -> SimGuild:
         guild = SimGuild(id=self.ids.next(), name=name, owner_id=owner.id)

@@ -29,6 +29,20 @@ class DiscordHTTPError(Exception):
             self.body["errors"] = errors
 
 
+def unknown(code: int, what: str) -> DiscordHTTPError:
+    """Discord's 404 for an id or token it does not know ("Unknown Message", code 10008...)."""
+    return DiscordHTTPError(404, code, f"Unknown {what}")
+
+
+def json_object(body: Any) -> dict[str, Any]:
+    """A request's JSON body as an object ({} when there was none)."""
+    if body is None:
+        return {}
+    if not isinstance(body, dict):
+        raise DiscordHTTPError(400, 50109, "The request body contains invalid JSON.")
+    return body
+
+
 class FormErrors:
     """Collects Invalid Form Body (50035) errors keyed by their dotted field path."""
 

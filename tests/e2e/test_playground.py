@@ -1,17 +1,22 @@
-"""The playground: typed commands reach the real bot and its replies are printed."""
+"""The playground: typed commands reach the real bot and its replies are printed; its world
+(servers, channels, threads, users) is kept in the data folder between runs."""
 
 from __future__ import annotations
 
 import io
+import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
-from bot.playground import Playground, Session
+from bot.playground import WORLD_FILE, Playground, Session
 from bot.settings import Settings
+from bot.sim.clock import snowflake_time_ms
 
 REPO = Path(__file__).resolve().parents[2]
+NO_CONTEXT = "This channel has no context"
 
 
 async def run_script(settings: Settings, script: str) -> tuple[int, str]:
@@ -57,19 +62,82 @@ async def test_mistakes_are_reported_and_make_the_exit_code_1(settings: Settings
     assert "Post a message with :say first" in out
 
 
-def test_python_m_bot_playground_answers_help_and_exits_0(tmp_path: Path) -> None:
+def python_m_bot_playground(
+    data_dir: Path, script: str, *extra: str
+) -> subprocess.CompletedProcess[str]:
+    """`python -m bot playground` with default settings on ``data_dir``, fed ``script``."""
     env = {
         k: v for k, v in os.environ.items() if not k.startswith("HFCORD_") and k != "DISCORD_TOKEN"
     }
-    env.update(HFCORD_DATA_DIR=str(tmp_path / "data"), HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO))
-    result = subprocess.run(
-        [sys.executable, "-m", "bot", "playground", "--env-file", str(tmp_path / "absent.env")],
-        input="/help\n",
+    env.update(HFCORD_DATA_DIR=str(data_dir), HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO))
+    return subprocess.run(
+        [sys.executable, "-m", "bot", "playground", "--env-file", "absent.env", *extra],
+        input=script,
         capture_output=True,
         text=True,
         timeout=120,
-        cwd=tmp_path,
+        cwd=data_dir.parent,
         env=env,
     )
+
+
+def world_ids(data_dir: Path) -> dict[str, int]:
+    named = json.loads((data_dir / WORLD_FILE).read_text(encoding="utf-8"))["named"]
+    return {name: int(value) for name, value in named.items()}
+
+
+def test_python_m_bot_playground_answers_help_and_exits_0(tmp_path: Path) -> None:
+    result = python_m_bot_playground(tmp_path / "data", "/help\n")
     assert result.returncode == 0, result.stderr
     assert "hfcord commands" in result.stdout and "/sentiment" in result.stdout
+
+
+def test_the_next_run_keeps_the_world_and_what_the_bot_stored_for_it(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    first = python_m_bot_playground(
+        data,
+        "/context set text: Lighthouses guide ships.\n"
+        ":in thread\n"
+        "/context set text: Threads keep their own notes.\n",
+    )
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert first.stdout.count("Context set") == 2
+    ids = world_ids(data)
+
+    second = python_m_bot_playground(data, "/context show\n:in thread\n/context show\n")
+    assert second.returncode == 0, second.stdout + second.stderr
+    in_channel, in_thread = second.stdout.split("Now in #general-thread.")
+    assert "Lighthouses guide ships." in in_channel and "Threads keep" not in in_channel
+    assert "Threads keep their own notes." in in_thread
+    assert NO_CONTEXT not in second.stdout
+    assert world_ids(data) == ids
+
+
+def test_reset_starts_a_new_world_saying_what_it_discards(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    assert python_m_bot_playground(data, "/context set text: Old notes.\n").returncode == 0
+    old = world_ids(data)
+
+    result = python_m_bot_playground(data, "/context show\n", "--reset")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Starting a new world. Discarded: the saved one in" in result.stdout
+    assert "2 servers (Test Server, Other Server)" in result.stdout
+    assert "Contexts, fine-tuning jobs and promoted models made there stay" in result.stdout
+    assert NO_CONTEXT in result.stdout and "Old notes." not in result.stdout
+    new = world_ids(data)
+    assert set(new.values()).isdisjoint(old.values())
+    for snowflake in new.values():  # Discord-shaped: made now, after the old world's ids
+        assert snowflake > max(old.values())
+        assert abs(snowflake_time_ms(snowflake) - time.time() * 1000) < 120_000
+
+
+async def test_reset_inside_a_session_starts_a_new_world(settings: Settings) -> None:
+    code, out = await run_script(
+        settings,
+        "/context set text: Before the reset.\n:in thread\n:reset\n/context show\n",
+    )
+    assert code == 0, out
+    before, after = out.split("Starting a new world. Discarded:")
+    assert "Context set" in before
+    assert NO_CONTEXT in after and "Before the reset." not in after
+    assert "> /context show" in after  # still in the thread (of the new world), same user

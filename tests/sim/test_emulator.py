@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import aiohttp
@@ -20,6 +19,7 @@ from bot.sim import (
 )
 from bot.sim.harness import connected
 from tests.support.barebot import BareBot
+from tests.support.waiting import wait_until
 
 
 async def test_login_streams_both_guilds_with_channels_threads_and_roles(
@@ -106,9 +106,12 @@ async def test_unacknowledged_interaction_fails_after_three_seconds_and_late_rep
     assert 2.9 <= time.monotonic() - started < 5
     bare_bot.release.set()
     await inter.wait_until(lambda i: bool(i.requests), timeout=5, require_ack=False)
-    await asyncio.sleep(0.1)
+    await wait_until(
+        lambda: any(isinstance(e, discord.NotFound) for e in bare_bot.errors),
+        what="the late reply's error to reach the bot",
+    )
     late = [e for e in bare_bot.errors if isinstance(e, discord.NotFound)]
-    assert late and late[0].code == 10062
+    assert late[0].code == 10062
     assert inter.requests[0].status == 404 and inter.requests[0].error_code == 10062
 
 
@@ -209,10 +212,15 @@ async def test_channel_messages_edits_and_gateway_events(
     assert inter.ephemeral
     posted = [m for m in emu.channel.messages if m.content.startswith("announcement")]
     assert len(posted) == 1 and posted[0].contents == ["announcement", "announcement (edited)"]
-    await asyncio.sleep(0.1)
-    own = [m for m in bare_bot.seen_messages if m.id == posted[0].id]
-    # MESSAGE_CREATE delivered the bot's own message; MESSAGE_UPDATE then updated the cached copy.
-    assert own and own[0].content == "announcement (edited)"
+
+    def seen_by_the_bot() -> list[str]:
+        return [m.content for m in bare_bot.seen_messages if m.id == posted[0].id]
+
+    # MESSAGE_CREATE delivers the bot's own message; MESSAGE_UPDATE then updates the cached copy.
+    await wait_until(
+        lambda: seen_by_the_bot() == ["announcement (edited)"],
+        what="MESSAGE_CREATE then MESSAGE_UPDATE for the bot's own message",
+    )
 
 
 async def test_message_context_menu_and_message_content_intent(
@@ -222,9 +230,12 @@ async def test_message_context_menu_and_message_content_intent(
     inter = await emu.context_menu("Count words", target, user=emu.member)
     await inter.final()
     assert inter.original is not None and inter.original.content == "3 words" and inter.ephemeral
-    await asyncio.sleep(0.05)
+    await wait_until(
+        lambda: any(m.id == target.id for m in bare_bot.seen_messages),
+        what="MESSAGE_CREATE for the user's message",
+    )
     received = [m for m in bare_bot.seen_messages if m.id == target.id]
-    assert received and received[0].content == ""  # no MESSAGE_CONTENT intent: Discord hides it
+    assert received[0].content == ""  # no MESSAGE_CONTENT intent: Discord hides it
 
 
 async def test_subcommands_and_missing_subcommand(emu: DiscordEmulator, bare_bot: BareBot) -> None:
@@ -335,7 +346,10 @@ async def test_members_intent_gets_member_chunks(emu: DiscordEmulator) -> None:
         assert guild is not None and guild.chunked
         assert {m.id for m in guild.members} >= {emu.admin.id, emu.member.id, emu.bot_user.id}
         target = await emu.post_message(emu.channel, emu.member, "visible with the intent")
-        await asyncio.sleep(0.05)
+        await wait_until(
+            lambda: any(m.id == target.id for m in bot.seen_messages),
+            what="MESSAGE_CREATE for the user's message",
+        )
         assert [m.content for m in bot.seen_messages if m.id == target.id] == [
             "visible with the intent"
         ]

@@ -15,8 +15,8 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 HOW_TO_GET = (
-    "the real data sets (SST-2, MRPC, CoNLL-2003, SQuAD, tokenizer files) are not at {path}: "
-    "set HFCORD_SHARED_DATA to a folder holding sst2/, mrpc/, conll2003/, squad/ and tokenizers/ "
+    "the real data sets (SST-2, MRPC, CoNLL-2003, SQuAD) are not at {path}: "
+    "set HFCORD_SHARED_DATA to a folder holding sst2/, mrpc/, conll2003/ and squad/ "
     "(e.g. saved from the Hugging Face hub with `datasets` where it is reachable)"
 )
 

