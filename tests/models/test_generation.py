@@ -12,7 +12,9 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from models.errors import InvalidInput, QueueFull
 from models.generation import GenerationSession, build_prompt_ids
 from models.registry import ModelRegistry
-from models.specs import GenerationParams, Task
+from models.requests import GenerationParams, GenerationRequest
+from models.specs import Task
+from tests.support.waiting import wait_until
 
 GREEDY = GenerationParams(temperature=0.0, max_new_tokens=12)
 
@@ -74,7 +76,7 @@ async def test_leaving_the_loop_early_frees_the_stream_slot(registry: ModelRegis
     await stream.aclose()
     handle = registry._handles[registry.spec_for(Task.GENERATION).key]
     assert handle.inflight == 0
-    assert handle.stream_slots is not None and not handle.stream_slots.locked()
+    assert handle.slots is not None and handle.slots.active == 0
 
 
 async def test_empty_prompt_is_invalid(registry: ModelRegistry) -> None:
@@ -85,28 +87,31 @@ async def test_empty_prompt_is_invalid(registry: ModelRegistry) -> None:
 def test_chat_template_wraps_the_prompt(tiny_chat_gpt2_dir: Path, tiny_gpt2_dir: Path) -> None:
     chat = AutoTokenizer.from_pretrained(tiny_chat_gpt2_dir)
     plain = AutoTokenizer.from_pretrained(tiny_gpt2_dir)
-    params = GenerationParams(system_prompt="Be brief.")
-    ids = build_prompt_ids(chat, "Hello", params)
+    request = GenerationRequest.from_prompt("Hello", system="Be brief.")
+    ids = build_prompt_ids(chat, request)
     assert chat.decode(ids) == "system: Be brief.\nuser: Hello\nassistant:"
     # Turned off, or without a template, the prompt goes as is.
-    assert (
-        chat.decode(build_prompt_ids(chat, "Hello", GenerationParams(use_chat_template=False)))
-        == "Hello"
+    untemplated = GenerationRequest.from_prompt(
+        "Hello", GenerationParams(use_chat_template=False), system="Be brief."
     )
-    assert plain.decode(build_prompt_ids(plain, "Hello", params)) == "Hello"
+    assert chat.decode(build_prompt_ids(chat, untemplated)) == "Hello"
+    assert plain.decode(build_prompt_ids(plain, request)) == "Hello"
     with pytest.raises(InvalidInput):
-        build_prompt_ids(plain, "Hello", GenerationParams(use_chat_template=True))
+        build_prompt_ids(
+            plain, GenerationRequest.from_prompt("Hello", GenerationParams(use_chat_template=True))
+        )
 
 
 def test_eos_token_stops_with_reason_stop(tiny_gpt2_dir: Path) -> None:
     model = AutoModelForCausalLM.from_pretrained(tiny_gpt2_dir).eval()
     tokenizer = AutoTokenizer.from_pretrained(tiny_gpt2_dir)
     params = GREEDY.clamped(12)
-    probe = GenerationSession(model, tokenizer, "Hello", params, model_id="tiny")
+    request = GenerationRequest.from_prompt("Hello", params)
+    probe = GenerationSession(model, tokenizer, request, model_id="tiny")
     probe.step(1)
     first_token = probe.generated[0]
     # Treat that first greedy token as end-of-sequence: generation stops right there.
-    session = GenerationSession(model, tokenizer, "Hello", params, model_id="tiny")
+    session = GenerationSession(model, tokenizer, request, model_id="tiny")
     session.eos_ids = {first_token}
     assert session.step(5) == ""
     stats = session.stats()
@@ -121,7 +126,9 @@ def test_session_matches_model_generate_for_greedy_decoding(tiny_gpt2_dir: Path)
     params = GenerationParams(temperature=0.0, repetition_penalty=1.0, max_new_tokens=15).clamped(
         15
     )
-    session = GenerationSession(model, tokenizer, "The cat sat", params, model_id="tiny")
+    session = GenerationSession(
+        model, tokenizer, GenerationRequest.from_prompt("The cat sat", params), model_id="tiny"
+    )
     while not session.done:
         session.step(4)
     ids = tokenizer("The cat sat", return_tensors="pt").input_ids
@@ -143,16 +150,18 @@ async def test_encoder_requests_run_while_a_generation_streams(registry: ModelRe
     await registry.generate("warm", GenerationParams(max_new_tokens=1)).collect()
     finished: list[str] = []
     tokens: list[int] = []
+    streaming = asyncio.Event()
 
     async def generate() -> None:
-        stats = await registry.generate(
-            "A long story", GenerationParams(max_new_tokens=24, seed=5)
-        ).collect()
-        tokens.append(stats.new_tokens)
+        stream = registry.generate("A long story", GenerationParams(max_new_tokens=24, seed=5))
+        async for _ in stream:
+            streaming.set()
+        assert stream.stats is not None
+        tokens.append(stream.stats.new_tokens)
         finished.append("generation")
 
     async def classify() -> None:
-        await asyncio.sleep(0.05)
+        await streaming.wait()
         await registry.classify("quick question")
         finished.append("classification")
 
@@ -172,10 +181,12 @@ async def test_too_many_waiting_streams_fail_fast(
     try:
         await reg.generate("warm", GenerationParams(max_new_tokens=1)).collect()
         params = GenerationParams(max_new_tokens=24, seed=1)
+        slots = reg._handles[spec.key].slots
+        assert slots is not None
         running = asyncio.ensure_future(reg.generate("one", params).collect())
-        await asyncio.sleep(0.05)
+        await wait_until(lambda: slots.active == 1, what="the first stream to start")
         waiting = asyncio.ensure_future(reg.generate("two", params).collect())
-        await asyncio.sleep(0.05)
+        await wait_until(lambda: slots.waiting == 1, what="the second stream to wait")
         with pytest.raises(QueueFull) as info:
             await reg.generate("three", params).collect()
         assert info.value.position == 2

@@ -13,7 +13,9 @@ from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
 from models.qa import QAWindow, build_p_mask, encode_qa, postprocess_qa
 from models.registry import ModelRegistry
-from models.runners import QARequest, QuestionAnsweringRunner
+from models.requests import QARequest
+from models.runners import process_batch
+from models.runners.question_answering import QuestionAnsweringRunner
 from models.specs import Task, default_spec
 from tests.support.models import SST2_LABELS
 
@@ -156,7 +158,7 @@ def test_answer_in_a_late_window_maps_to_original_characters(tiny_qa_dir) -> Non
     end_id = tokenizer.convert_tokens_to_ids("lighthouse")
     spec = default_spec(Task.QA, str(tiny_qa_dir))
     runner = QuestionAnsweringRunner(_PointingQAModel(start_id, end_id), tokenizer, spec)
-    [result] = runner.process([QARequest("Where is the treasure?", context)])
+    [result] = process_batch(runner, [QARequest("Where is the treasure?", context)])
     best = result.best
     assert best is not None
     assert best.text == "Old Lighthouse"
@@ -169,7 +171,9 @@ def test_qa_bad_request_fails_alone(tiny_qa_dir) -> None:
     spec = default_spec(Task.QA, str(tiny_qa_dir))
     start_id = tokenizer.convert_tokens_to_ids("bob")
     runner = QuestionAnsweringRunner(_PointingQAModel(start_id, start_id), tokenizer, spec)
-    good, bad = runner.process([QARequest("Who?", "Alice met Bob."), QARequest("Who?", "   ")])
+    good, bad = process_batch(
+        runner, [QARequest("Who?", "Alice met Bob."), QARequest("Who?", "   ")]
+    )
     assert not isinstance(good, Exception) and good.best is not None
     assert good.best.text == "Bob"
     assert isinstance(bad, Exception) and "context is empty" in str(bad)

@@ -11,7 +11,8 @@ import pytest
 
 from models.errors import InvalidModelRef, QueueFull
 from models.refs import is_hub_id, resolve_model_ref, validate_gguf_file, validate_revision
-from models.specs import GenerationParams, ModelSpec, Task, default_specs
+from models.requests import GenerationParams
+from models.specs import ModelSpec, Task, default_specs
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
