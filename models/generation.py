@@ -1,10 +1,10 @@
 """Causal LM generation as a resumable token loop that runs in short executor jobs.
 
-A :class:`GenerationSession` holds one generation's state (KV cache, ids, sampler). The
-registry calls :meth:`GenerationSession.step` for a few tokens at a time on the device's
-executor thread, so encoder batches queued meanwhile run between steps instead of waiting for
-the whole generation; text increments go to the event loop through a callback as each token
-is decoded. Only the executor thread touches a session.
+A :class:`GenerationSession` holds one generation's state (KV cache, ids, sampler). The local
+generation runner (``models.runners.generation``) calls :meth:`GenerationSession.step` for a few
+tokens at a time on the device's executor thread, so encoder batches queued meanwhile run
+between steps instead of waiting for the whole generation; text increments go to the event loop
+through a callback as each token is decoded. Only the executor thread touches a session.
 """
 
 from __future__ import annotations

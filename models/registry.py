@@ -63,8 +63,8 @@ T = TypeVar("T")
 class _Handle:
     """One loaded (or loadable) model shared by every spec with the same key.
 
-    A batched task's model gets a ``runner`` behind a ``batcher``; a streamed task's model a
-    ``streamer`` behind ``slots``.
+    A batched task's model is served by a runner behind a ``batcher``; a streamed task's
+    model by a ``streamer`` behind ``slots``.
     """
 
     spec: ModelSpec
@@ -74,8 +74,7 @@ class _Handle:
     permanent_failure: bool = False
     failed_at: float = 0.0
     loaded: LoadedModel | None = None
-    runner: AnyRunner | None = None
-    batcher: MicroBatcher[Any, Any] | None = None
+    batcher: MicroBatcher[EncoderRequest[Any], object] | None = None
     streamer: StreamRunner | None = None
     slots: StreamSlots | None = None
     load_task: asyncio.Task[None] | None = None
@@ -84,7 +83,6 @@ class _Handle:
 
     def drop_model(self) -> None:
         self.loaded = None
-        self.runner = None
         self.streamer = None
         self.state = "not loaded"
 
@@ -182,9 +180,7 @@ class ModelRegistry:
     async def _unload(self, handle: _Handle) -> None:
         log.info("unloading %s (%s)", handle.spec.model_id, handle.spec.task)
         batcher, handle.batcher = handle.batcher, None
-        handle.loaded = None
-        handle.runner = None
-        handle.state = "not loaded"
+        handle.drop_model()
         if batcher is not None:
             await batcher.close()
         if not self._closed:
@@ -274,16 +270,14 @@ class ModelRegistry:
                 spec.model_id, limit=spec.max_batch, queue_depth=spec.queue_depth
             )
             return
-        batched = runner
-        handle.runner = batched
         handle.batcher = MicroBatcher(
-            lambda requests: process_batch(batched, requests),
+            lambda requests: process_batch(runner, requests),
             self._device_runner(spec.device),
             name=spec.model_id,
             max_batch=spec.max_batch,
             max_wait_ms=spec.max_wait_ms,
             queue_depth=spec.queue_depth,
-            size_of=batched.size_of,
+            size_of=runner.size_of,
             buckets=spec.length_buckets,
         )
 
@@ -317,7 +311,7 @@ class ModelRegistry:
             source = "local" if is_local_ref(spec.model_id) else "hub"
         load_seconds = handle.loaded.load_seconds if handle and handle.loaded else None
         return ModelStatus(
-            task=str(spec.task),
+            task=spec.task,
             model_id=spec.model_id,
             source=source,
             state=state,

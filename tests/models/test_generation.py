@@ -12,7 +12,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from models.errors import InvalidInput, QueueFull
 from models.generation import GenerationSession, build_prompt_ids
 from models.registry import ModelRegistry
-from models.requests import GenerationParams, GenerationRequest
+from models.requests import ChatMessage, GenerationParams, GenerationRequest
 from models.specs import Task
 from tests.support.waiting import wait_until
 
@@ -193,3 +193,44 @@ async def test_too_many_waiting_streams_fail_fast(
         assert (await running).new_tokens > 0 and (await waiting).new_tokens > 0
     finally:
         await reg.close()
+
+
+async def test_a_conversation_goes_through_the_chat_template(
+    registry: ModelRegistry, tiny_chat_gpt2_dir: Path
+) -> None:
+    request = GenerationRequest(
+        (
+            ChatMessage("system", "Be brief."),
+            ChatMessage("user", "Hi"),
+            ChatMessage("assistant", "Hello!"),
+            ChatMessage("user", "Tell me more"),
+        ),
+        GenerationParams(max_new_tokens=4, temperature=0.0),
+    )
+    stream = registry.stream(request)
+    pieces = [piece async for piece in stream]
+    assert stream.stats is not None and "".join(pieces) == stream.stats.text
+    tokenizer = AutoTokenizer.from_pretrained(tiny_chat_gpt2_dir)
+    expected = "system: Be brief.\nuser: Hi\nassistant: Hello!\nuser: Tell me more\nassistant:"
+    assert tokenizer.decode(build_prompt_ids(tokenizer, request)) == expected
+    assert stream.stats.prompt_tokens == len(tokenizer(expected)["input_ids"])
+
+
+def test_a_model_without_a_template_takes_one_prompt(tiny_gpt2_dir: Path) -> None:
+    plain = AutoTokenizer.from_pretrained(tiny_gpt2_dir)
+    conversation = GenerationRequest(
+        (ChatMessage("user", "Hi"), ChatMessage("assistant", "Hello"), ChatMessage("user", "More"))
+    )
+    with pytest.raises(InvalidInput, match="one prompt, not a conversation"):
+        build_prompt_ids(plain, conversation)
+
+
+async def test_an_empty_conversation_is_invalid(registry: ModelRegistry) -> None:
+    for request in (
+        GenerationRequest(()),
+        GenerationRequest((ChatMessage("user", "Hi"), ChatMessage("user", "  "))),
+    ):
+        with pytest.raises(InvalidInput, match="prompt is empty"):
+            await registry.stream(request).collect()
+    with pytest.raises(ValueError):
+        ChatMessage("narrator", "x")  # type: ignore[arg-type]
