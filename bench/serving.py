@@ -223,7 +223,7 @@ def find_gguf(explicit: str | None) -> Path | None:
     if explicit:
         return Path(explicit)
     try:
-        from tests.tiny_models import smollm2_gguf
+        from tests.support.models import smollm2_gguf
 
         return smollm2_gguf()
     except Exception as exc:
@@ -235,7 +235,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     from models.executor import configure_torch_threads
     from models.registry import ModelRegistry
     from models.specs import Task, default_spec
-    from tests.tiny_models import minilm_dir
+    from tests.support.models import minilm_dir
 
     threads = configure_torch_threads(args.threads)
     model_dir = minilm_dir()

@@ -6,13 +6,16 @@ import argparse
 import asyncio
 import importlib
 import logging
-import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bot.settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    from models.specs import ModelSpec
 
 log = logging.getLogger("bot")
 
@@ -136,17 +139,15 @@ def check(settings: Settings) -> int:
     print(f"data dir: {settings.data_dir.resolve()}")
     problems.extend(asyncio.run(_check_store(settings)))
 
-    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}
-    for task, ref, gguf in (
-        ("generation", settings.generation_model, settings.generation_gguf_file),
-        ("sentiment", settings.sentiment_model, None),
-        ("ner", settings.ner_model, None),
-        ("qa", settings.qa_model, None),
-    ):
-        where, problem = describe_model(ref, gguf, offline=offline)
-        print(f"{task}: {ref}{f' ({gguf})' if gguf else ''}: {where}")
+    from models.loading import hub_offline
+
+    offline = hub_offline()
+    for task, spec in settings.model_specs().items():
+        where, problem = describe_model(spec, offline=offline)
+        gguf = f" ({spec.gguf_file})" if spec.gguf_file else ""
+        print(f"{task}: {spec.model_id}{gguf}: {where}")
         if problem:
-            problems.append(f"{task} model {ref}: {problem}")
+            problems.append(f"{task} model {spec.model_id}: {problem}")
 
     from bot.client import discover_extensions, extension_is_available
 
@@ -179,21 +180,29 @@ async def _check_store(settings: Settings) -> list[str]:
     return []
 
 
-def describe_model(ref: str, gguf_file: str | None, *, offline: bool) -> tuple[str, str | None]:
+def describe_model(spec: ModelSpec, *, offline: bool) -> tuple[str, str | None]:
     """Where a model comes from (and whether it is on this machine), and a problem if any."""
-    path = Path(ref).expanduser()
-    if ref.startswith((".", "/", "~")) or path.exists():
+    from models.refs import is_hub_id, is_local_ref
+
+    ref = spec.model_id
+    if is_local_ref(ref):
+        path = Path(ref).expanduser()
         if not path.is_dir():
             return "local path", f"{path} is not a folder"
-        needed = gguf_file or "config.json"
+        needed = spec.gguf_file or "config.json"
         if not (path / needed).is_file():
             return "local path", f"{path} has no {needed}"
         return "local path, present", None
+    if not is_hub_id(ref):
+        return (
+            "not a model reference",
+            "neither a Hugging Face model id (like 'owner/name') nor a path to a local folder",
+        )
     try:
         from huggingface_hub import try_to_load_from_cache
     except ImportError:
         return "Hugging Face hub", None
-    cached = try_to_load_from_cache(ref, gguf_file or "config.json")
+    cached = try_to_load_from_cache(ref, spec.gguf_file or "config.json", revision=spec.revision)
     if isinstance(cached, str):
         return "Hugging Face hub, in the local cache", None
     if offline:

@@ -27,7 +27,11 @@ def build_registry(settings: Settings) -> ModelRegistry:
     """The model registry for the configured models (nothing is loaded until first use)."""
     from models.registry import ModelRegistry
 
-    return ModelRegistry.from_settings(settings)
+    return ModelRegistry(
+        settings.model_specs(),
+        allowed_roots=settings.allowed_model_roots,
+        torch_threads=settings.torch_threads,
+    )
 
 
 @asynccontextmanager

@@ -1,4 +1,4 @@
-"""`python -m bot infer`: run a model once from the shell, over the same registry the bot uses.
+"""`python -m bot infer`: run a model from the shell, over the same registry the bot uses.
 
 Examples::
 
@@ -7,7 +7,19 @@ Examples::
     python -m bot infer generate --model ./models/smol --gguf-file smol.gguf --prompt "Hi"
     python -m bot infer ner --jsonl inputs.jsonl      # one JSON result per line, in order
 
-With ``--jsonl`` every line is submitted at once, so the registry batches them.
+With ``--jsonl FILE`` (``-`` for stdin) each line is a JSON object: ``{"text": ...}`` for sentiment
+and ner, ``{"question": ..., "context": ...}`` for qa, ``{"prompt": ...}`` or ``{"messages":
+[{"role": ..., "content": ...}, ...]}`` for generate. The file is read as it is answered, with at
+most as many lines in flight as the model's queue takes (its ``queue_depth``), so the registry
+batches them, never answers "busy", and a file of any length runs in bounded memory. One JSON
+line comes out per input line (blank lines are skipped), in input order, each as soon as it and
+every line before it are answered; a line that cannot be answered (a missing field, empty text)
+gets ``{"error": ..., "type": ...}`` instead, and the others are still answered.
+
+Exit status: 0 when every input was answered; 1 when an input failed (its error is printed in
+its place) or the model cannot serve at all (said once on stderr; the run stops); 2 for a usage
+error: bad arguments, an unreadable file, or a line that is not a JSON object (named as FILE:LINE
+once the lines before it are answered).
 """
 
 from __future__ import annotations
@@ -15,15 +27,31 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import itertools
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from models.errors import InvalidInput, ModelError
-from models.specs import GenerationParams, ModelSpec, Task
+from models.errors import InvalidInput, ModelError, QueueFull
+from models.requests import (
+    ChatMessage,
+    ClassifyRequest,
+    EncoderRequest,
+    GenerationParams,
+    GenerationRequest,
+    NERRequest,
+    QARequest,
+)
+from models.specs import ModelSpec
+from models.tasks import Task
+
+if TYPE_CHECKING:
+    from bot.settings import Settings
+    from models.registry import ModelRegistry
 
 log = logging.getLogger(__name__)
 
@@ -31,12 +59,16 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 
-_TASKS: dict[str, Task] = {
+# The command line's task names: the one place they map to tasks.
+CLI_TASKS: dict[str, Task] = {
     "generate": Task.GENERATION,
     "sentiment": Task.SENTIMENT,
     "ner": Task.NER,
     "qa": Task.QA,
 }
+
+Record = dict[str, Any]
+Answer = Callable[[Record], Awaitable[Any]]
 
 
 class UsageError(Exception):
@@ -48,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m bot infer",
         description="Run one model once (or over a JSONL file) with the bot's model registry.",
     )
-    parser.add_argument("task", choices=sorted(_TASKS), help="what to run")
+    parser.add_argument("task", choices=sorted(CLI_TASKS), help="what to run")
     parser.add_argument("--model", help="hub id or local folder (default: from settings)")
     parser.add_argument("--gguf-file", help="GGUF file inside the model folder or repository")
     parser.add_argument("--revision", help="hub branch, tag or commit")
@@ -72,7 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--top-p", type=float, default=0.95)
     parser.add_argument("--repetition-penalty", type=float, default=1.1)
     parser.add_argument("--seed", type=int, help="generate: sampling seed")
-    parser.add_argument("--system", help="generate: system prompt for chat models")
+    parser.add_argument(
+        "--system", help="generate: system prompt for chat models (before each prompt)"
+    )
     parser.add_argument(
         "--no-chat-template",
         action="store_true",
@@ -81,41 +115,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _settings_values(env_file: str) -> dict[str, Any]:
-    """The model settings, from bot.settings (same env names and defaults as the bot)."""
+def load_settings(env_file: str) -> Settings:
+    """The bot's settings (same env names and defaults as the bot)."""
     from bot.settings import Settings, SettingsError
 
     try:
-        settings = Settings.load(env_file=env_file if Path(env_file).is_file() else None)
+        return Settings.load(env_file=env_file if Path(env_file).is_file() else None)
     except SettingsError as exc:
         raise UsageError("; ".join(exc.problems)) from None
-    return {
-        "generation": settings.generation_model,
-        "generation_gguf_file": settings.generation_gguf_file,
-        "sentiment": settings.sentiment_model,
-        "ner": settings.ner_model,
-        "qa": settings.qa_model,
-        "device": settings.device,
-        "max_new_tokens": settings.max_new_tokens,
-        "torch_threads": settings.torch_threads,
-        "allowed_roots": settings.allowed_model_roots,
-    }
 
 
-def build_spec(args: argparse.Namespace, values: dict[str, Any]) -> ModelSpec:
+def build_spec(args: argparse.Namespace, settings: Settings) -> ModelSpec:
     """The spec for the requested task: settings, then command-line overrides."""
-    from models.specs import default_specs
-
-    task = _TASKS[args.task]
-    spec = default_specs(
-        generation=values["generation"],
-        generation_gguf_file=values["generation_gguf_file"],
-        sentiment=values["sentiment"],
-        ner=values["ner"],
-        qa=values["qa"],
-        device=args.device or values["device"],
-        max_new_tokens=values["max_new_tokens"],
-    )[task]
+    task = CLI_TASKS[args.task]
+    spec = settings.model_specs()[task]
+    if args.device:
+        spec = dataclasses.replace(spec, device=args.device)
     if args.model or args.gguf_file or args.revision:
         spec = spec.with_model(
             args.model or spec.model_id,
@@ -129,12 +144,20 @@ def build_spec(args: argparse.Namespace, values: dict[str, Any]) -> ModelSpec:
     return spec
 
 
-def _read_jsonl(path: str) -> list[dict[str, Any]]:
-    try:
-        stream: TextIO = sys.stdin if path == "-" else open(path, encoding="utf-8")
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
-    records = []
+# ----------------------------------------------------------------- input
+
+
+@dataclasses.dataclass(frozen=True)
+class BadLine:
+    """A line that is not a JSON object: the run stops there (a usage error)."""
+
+    number: int
+    problem: str
+
+
+def read_jsonl(stream: TextIO, name: str) -> Iterator[Record | BadLine]:
+    """The JSON objects of ``stream``, one per non-blank line, read as they are asked for; a
+    line that is not a JSON object (or not UTF-8) ends the stream with a :class:`BadLine`."""
     number = 0
     try:
         for number, line in enumerate(stream, start=1):
@@ -143,20 +166,17 @@ def _read_jsonl(path: str) -> list[dict[str, Any]]:
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise UsageError(f"{path}:{number}: not valid JSON ({exc})") from None
+                yield BadLine(number, f"{name}:{number}: not valid JSON ({exc})")
+                return
             if not isinstance(record, dict):
-                raise UsageError(f"{path}:{number}: expected a JSON object")
-            records.append(record)
+                yield BadLine(number, f"{name}:{number}: expected a JSON object")
+                return
+            yield record
     except UnicodeDecodeError:
-        raise UsageError(f"{path}:{number + 1}: not UTF-8 text") from None
-    finally:
-        if stream is not sys.stdin:
-            stream.close()
-    return records
+        yield BadLine(number + 1, f"{name}:{number + 1}: not UTF-8 text")
 
 
-def _single_record(args: argparse.Namespace) -> dict[str, Any]:
-    task = _TASKS[args.task]
+def _single_record(args: argparse.Namespace, task: Task) -> Record:
     if task is Task.GENERATION:
         if args.prompt is None:
             raise UsageError("generate needs --prompt (or --jsonl)")
@@ -176,11 +196,99 @@ def _single_record(args: argparse.Namespace) -> dict[str, Any]:
     return {"text": args.text}
 
 
-def _field(record: dict[str, Any], name: str) -> str:
+def _field(record: Record, name: str) -> str:
     value = record.get(name)
     if not isinstance(value, str):
         raise InvalidInput(f"This input has no string field {name!r}.")
     return value
+
+
+def _messages(record: Record) -> tuple[ChatMessage, ...]:
+    value = record.get("messages")
+    problem = InvalidInput(
+        'The field \'messages\' must be a list of {"role": "system" | "user" | '
+        '"assistant", "content": "..."} objects.'
+    )
+    if not isinstance(value, list) or not value:
+        raise problem
+    messages = []
+    for item in value:
+        if not isinstance(item, dict) or not isinstance(item.get("content"), str):
+            raise problem
+        try:
+            messages.append(ChatMessage(item.get("role"), item["content"]))  # type: ignore[arg-type]
+        except ValueError:
+            raise problem from None
+    return tuple(messages)
+
+
+def build_request(
+    task: Task, record: Record, args: argparse.Namespace
+) -> EncoderRequest[Any] | GenerationRequest:
+    """The registry request for one input; :class:`InvalidInput` when a field is missing."""
+    if task is Task.SENTIMENT:
+        return ClassifyRequest(_field(record, "text"), args.top_k)
+    if task is Task.NER:
+        return NERRequest(_field(record, "text"))
+    if task is Task.QA:
+        return QARequest(
+            _field(record, "question"),
+            _field(record, "context"),
+            args.top_k,
+            handle_impossible_answer=args.handle_impossible_answer,
+        )
+    params = GenerationParams(
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        repetition_penalty=args.repetition_penalty,
+        use_chat_template=False if args.no_chat_template else None,
+        seed=args.seed,
+    )
+    if "messages" in record:
+        return GenerationRequest(_messages(record), params)
+    return GenerationRequest.from_prompt(_field(record, "prompt"), params, system=args.system)
+
+
+# ----------------------------------------------------------------- answering
+
+
+def answerer(
+    registry: ModelRegistry,
+    task: Task,
+    args: argparse.Namespace,
+    *,
+    stream_to: TextIO | None = None,
+) -> Answer:
+    """Answer one input record with ``registry`` (generated text also streams to ``stream_to``).
+
+    A full queue is waited out, never reported: the CLI keeps fewer requests in flight than the
+    queue holds, but the registry may be shared.
+    """
+
+    async def answer(record: Record) -> Any:
+        request = build_request(task, record, args)
+        while True:
+            try:
+                if isinstance(request, GenerationRequest):
+                    return await _generate(registry, request, stream_to)
+                return await registry.submit(request)
+            except QueueFull as exc:
+                log.info("queue full; retrying in %.1f s", exc.eta_s)
+                await asyncio.sleep(min(max(exc.eta_s, 0.05), 1.0))
+
+    return answer
+
+
+async def _generate(
+    registry: ModelRegistry, request: GenerationRequest, stream_to: TextIO | None
+) -> Any:
+    stream = registry.stream(request)
+    async for piece in stream:
+        if stream_to is not None:
+            stream_to.write(piece)
+            stream_to.flush()
+    return stream.stats
 
 
 def to_jsonable(result: Any) -> Any:
@@ -190,36 +298,65 @@ def to_jsonable(result: Any) -> Any:
     return result
 
 
-async def _run_one(
-    registry: Any, args: argparse.Namespace, record: dict[str, Any], *, stream_to: TextIO | None
-) -> Any:
-    task = _TASKS[args.task]
-    if task is Task.SENTIMENT:
-        return await registry.classify(_field(record, "text"), top_k=args.top_k)
-    if task is Task.NER:
-        return await registry.ner(_field(record, "text"))
-    if task is Task.QA:
-        return await registry.answer(
-            _field(record, "question"),
-            _field(record, "context"),
-            top_k=args.top_k,
-            handle_impossible_answer=args.handle_impossible_answer,
-        )
-    params = GenerationParams(
-        max_new_tokens=args.max_new_tokens,
-        temperature=args.temperature,
-        top_p=args.top_p,
-        repetition_penalty=args.repetition_penalty,
-        system_prompt=args.system,
-        use_chat_template=False if args.no_chat_template else None,
-        seed=args.seed,
-    )
-    stream = registry.generate(_field(record, "prompt"), params)
-    async for piece in stream:
-        if stream_to is not None:
-            stream_to.write(piece)
-            stream_to.flush()
-    return stream.stats
+def _error_line(error: ModelError) -> str:
+    return json.dumps({"error": str(error), "type": type(error).__name__})
+
+
+def _take(lines: Iterator[Record | BadLine], count: int) -> list[Record | BadLine]:
+    return list(itertools.islice(lines, count))
+
+
+async def answer_lines(
+    lines: Iterator[Record | BadLine],
+    answer: Answer,
+    out: TextIO,
+    *,
+    window: int,
+) -> bool:
+    """Answer every line with at most ``window`` in flight, writing one JSON line per input
+    line to ``out`` in input order as the answers come; return whether any line failed.
+
+    Raises :class:`UsageError` at a :class:`BadLine` (after the lines before it are written),
+    and the first :class:`ModelError` that is not about one input (the model cannot serve).
+    """
+    pending: deque[asyncio.Task[Any]] = deque()
+    failed = False
+    bad: BadLine | None = None
+    exhausted = False
+    try:
+        while True:
+            if not exhausted and bad is None and len(pending) < window:
+                # Reading and JSON parsing run off the event loop, a window's worth at a time.
+                wanted = window - len(pending)
+                batch = await asyncio.to_thread(_take, lines, wanted)
+                exhausted = len(batch) < wanted
+                for item in batch:
+                    if isinstance(item, BadLine):
+                        bad = item
+                        break
+                    pending.append(asyncio.ensure_future(answer(item)))
+            if not pending:
+                break
+            await asyncio.wait({pending[0]})
+            while pending and pending[0].done():
+                outcome = pending.popleft()
+                error = outcome.exception()
+                if error is None:
+                    out.write(json.dumps(to_jsonable(outcome.result()), ensure_ascii=False))
+                elif isinstance(error, InvalidInput):
+                    failed = True
+                    out.write(_error_line(error))
+                else:
+                    raise error
+                out.write("\n")
+            out.flush()
+    finally:
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+    if bad is not None:
+        raise UsageError(bad.problem)
+    return failed
 
 
 def _human(task: Task, result: Any) -> str:
@@ -241,41 +378,56 @@ def _human(task: Task, result: Any) -> str:
     )
 
 
-async def run(args: argparse.Namespace, records: list[dict[str, Any]], *, single: bool) -> int:
-    """Run every record concurrently and print results in input order."""
+async def run(
+    args: argparse.Namespace, settings: Settings, *, single: Record | None, lines: TextIO | None
+) -> int:
+    """Answer the one ``single`` record, or every line of ``lines``; print the results."""
     from models.registry import ModelRegistry
 
-    values = _settings_values(args.env_file)
-    spec = build_spec(args, values)
-    task = _TASKS[args.task]
+    task = CLI_TASKS[args.task]
+    spec = build_spec(args, settings)
     registry = ModelRegistry(
         [spec],
-        allowed_roots=values["allowed_roots"],
-        torch_threads=args.threads or values["torch_threads"],
+        allowed_roots=settings.allowed_model_roots,
+        torch_threads=args.threads or settings.torch_threads,
     )
-    stream_to = sys.stdout if single and task is Task.GENERATION and not args.json else None
     try:
-        outcomes = await asyncio.gather(
-            *(_run_one(registry, args, record, stream_to=stream_to) for record in records),
-            return_exceptions=True,
+        if lines is not None:
+            failed = await answer_lines(
+                read_jsonl(lines, args.jsonl),
+                answerer(registry, task, args),
+                sys.stdout,
+                window=spec.queue_depth,
+            )
+            return EXIT_FAILED if failed else EXIT_OK
+        assert single is not None
+        streams = task is Task.GENERATION and not args.json
+        answer = answerer(registry, task, args, stream_to=sys.stdout if streams else None)
+        try:
+            result = await answer(single)
+        except ModelError as exc:
+            if args.json:
+                print(_error_line(exc))
+            else:
+                print(str(exc), file=sys.stderr)
+            return EXIT_FAILED
+        print(
+            json.dumps(to_jsonable(result), ensure_ascii=False)
+            if args.json
+            else _human(task, result)
         )
+        return EXIT_OK
     finally:
         await registry.close()
-    failed = False
-    for outcome in outcomes:
-        if isinstance(outcome, ModelError):
-            failed = True
-            if single and not args.json:
-                print(str(outcome), file=sys.stderr)
-            else:
-                print(json.dumps({"error": str(outcome), "type": type(outcome).__name__}))
-        elif isinstance(outcome, BaseException):
-            raise outcome
-        elif args.json or not single:
-            print(json.dumps(to_jsonable(outcome), ensure_ascii=False))
-        else:
-            print(_human(task, outcome))
-    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _open_lines(path: str) -> TextIO:
+    if path == "-":
+        return sys.stdin
+    try:
+        return open(path, encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
 def main(argv: Sequence[str]) -> int:
@@ -293,15 +445,21 @@ def main(argv: Sequence[str]) -> int:
         transformers.logging.set_verbosity_error()
     except ImportError:  # pragma: no cover - a dependency
         pass
+    lines: TextIO | None = None
     try:
         if args.top_k < 1:
             raise UsageError("--top-k must be at least 1")
-        single = args.jsonl is None
-        records = [_single_record(args)] if single else _read_jsonl(args.jsonl)
-        return asyncio.run(run(args, records, single=single))
+        settings = load_settings(args.env_file)
+        task = CLI_TASKS[args.task]
+        single = _single_record(args, task) if args.jsonl is None else None
+        lines = _open_lines(args.jsonl) if args.jsonl is not None else None
+        return asyncio.run(run(args, settings, single=single, lines=lines))
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except ModelError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_FAILED
+    finally:
+        if lines is not None and lines is not sys.stdin:
+            lines.close()

@@ -8,10 +8,13 @@ from typing import Annotated, Any
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-DEFAULT_GENERATION_MODEL = "gpt2"
-DEFAULT_SENTIMENT_MODEL = "distilbert-base-uncased-finetuned-sst-2-english"
-DEFAULT_NER_MODEL = "dbmdz/bert-large-cased-finetuned-conll03-english"
-DEFAULT_QA_MODEL = "distilbert-base-cased-distilled-squad"
+from models.specs import ModelSpec, default_specs
+from models.tasks import Task, task_info
+
+DEFAULT_GENERATION_MODEL = task_info(Task.GENERATION).default_model
+DEFAULT_SENTIMENT_MODEL = task_info(Task.SENTIMENT).default_model
+DEFAULT_NER_MODEL = task_info(Task.NER).default_model
+DEFAULT_QA_MODEL = task_info(Task.QA).default_model
 
 _LOG_LEVELS = {"CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"}
 
@@ -155,6 +158,25 @@ class Settings(BaseSettings):
     def allowed_model_roots(self) -> tuple[Path, ...]:
         """Local folders a model path given in Discord may point into."""
         return (self.data_dir.resolve(), *(root.resolve() for root in self.model_roots))
+
+    def model_specs(self) -> dict[Task, ModelSpec]:
+        """The model each task serves, as the registry takes it: the one mapping from settings
+        to model specs (the bot, `python -m bot infer` and `python -m bot check` use it)."""
+        return default_specs(
+            {
+                Task.GENERATION: self.generation_model,
+                Task.SENTIMENT: self.sentiment_model,
+                Task.NER: self.ner_model,
+                Task.QA: self.qa_model,
+            },
+            device=self.device,
+            overrides={
+                Task.GENERATION: {
+                    "gguf_file": self.generation_gguf_file,
+                    "max_new_tokens": self.max_new_tokens,
+                }
+            },
+        )
 
     def token_value(self) -> str:
         """The bot token; raises `SettingsError` when it is not set."""

@@ -1,7 +1,8 @@
 """Model serving: specs, the registry and task runners. Nothing here imports discord.
 
-This package's top level (and ``models.specs``, ``models.results``, ``models.errors``) does not
-import torch, so cogs can use these names freely; the registry loads torch on first use.
+This package's top level (and ``models.specs``, ``models.tasks``, ``models.requests``,
+``models.results``, ``models.errors``, ``models.refs``, ``models.streams``, ``models.registry``)
+does not import torch, so cogs can use these names freely; the registry loads torch on first use.
 """
 
 from __future__ import annotations
@@ -14,6 +15,14 @@ from models.errors import (
     ModelUnavailable,
     QueueFull,
 )
+from models.requests import (
+    ChatMessage,
+    ClassifyRequest,
+    GenerationParams,
+    GenerationRequest,
+    NERRequest,
+    QARequest,
+)
 from models.results import (
     Answer,
     ClassificationResult,
@@ -24,13 +33,17 @@ from models.results import (
     NERResult,
     QAResult,
 )
-from models.specs import GenerationParams, ModelSpec, Task, default_specs
+from models.specs import ModelSpec, default_spec, default_specs
+from models.tasks import Task
 
 __all__ = [
     "Answer",
+    "ChatMessage",
     "ClassificationResult",
+    "ClassifyRequest",
     "Entity",
     "GenerationParams",
+    "GenerationRequest",
     "GenerationStats",
     "InvalidInput",
     "InvalidModelRef",
@@ -40,9 +53,12 @@ __all__ = [
     "ModelSpec",
     "ModelStatus",
     "ModelUnavailable",
+    "NERRequest",
     "NERResult",
+    "QARequest",
     "QAResult",
     "QueueFull",
     "Task",
+    "default_spec",
     "default_specs",
 ]

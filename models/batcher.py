@@ -90,8 +90,8 @@ class MicroBatcher(Generic[T, R]):
             raise ModelUnavailable(
                 f"The model {self.name} was unloaded; try again.", model_id=self.name
             )
-        if len(self._queue) >= self.queue_depth:
-            position = len(self._queue) + 1
+        if self.waiting >= self.queue_depth:
+            position = self.waiting + 1
             raise QueueFull(self.name, position=position, eta_s=self.eta_s(position))
         loop = asyncio.get_running_loop()
         if self._wakeup is None:

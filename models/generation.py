@@ -1,10 +1,10 @@
 """Causal LM generation as a resumable token loop that runs in short executor jobs.
 
-A :class:`GenerationSession` holds one generation's state (KV cache, ids, sampler). The
-registry calls :meth:`GenerationSession.step` for a few tokens at a time on the device's
-executor thread, so encoder batches queued meanwhile run between steps instead of waiting for
-the whole generation; text increments go to the event loop through a callback as each token
-is decoded. Only the executor thread touches a session.
+A :class:`GenerationSession` holds one generation's state (KV cache, ids, sampler). The local
+generation runner (``models.runners.generation``) calls :meth:`GenerationSession.step` for a few
+tokens at a time on the device's executor thread, so encoder batches queued meanwhile run
+between steps instead of waiting for the whole generation; text increments go to the event loop
+through a callback as each token is decoded. Only the executor thread touches a session.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import inspect
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, Protocol, cast
+from typing import Any, cast
 
 import torch
 from transformers import (
@@ -25,33 +25,32 @@ from transformers import (
 )
 
 from models.errors import InvalidInput
+from models.requests import GenerationRequest
 from models.results import FinishReason, GenerationStats
-from models.specs import GenerationParams
+from models.runners.base import CancelFlag
 
 log = logging.getLogger(__name__)
 
 
-class CancelFlag(Protocol):
-    def is_set(self) -> bool: ...
-
-
-def build_prompt_ids(tokenizer: Any, prompt: str, params: GenerationParams) -> list[int]:
-    """Token ids of the prompt, through the chat template when the tokenizer has one (and the
-    caller did not turn it off)."""
-    use_template = params.use_chat_template
+def build_prompt_ids(tokenizer: Any, request: GenerationRequest) -> list[int]:
+    """Token ids of the conversation, through the chat template when the tokenizer has one
+    (and the request did not turn it off); without one, the text of a plain prompt (system
+    messages before it are left out, as a base model has no place for them)."""
+    use_template = request.params.use_chat_template
     if use_template is None:
         use_template = bool(getattr(tokenizer, "chat_template", None))
     if use_template:
         if not getattr(tokenizer, "chat_template", None):
             raise InvalidInput("This model has no chat template; send a plain prompt instead.")
-        messages = []
-        if params.system_prompt:
-            messages.append({"role": "system", "content": params.system_prompt})
-        messages.append({"role": "user", "content": prompt})
+        messages = [{"role": m.role, "content": m.content} for m in request.messages]
         text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         # The template already holds any BOS the model needs.
         return list(tokenizer(text, add_special_tokens=False)["input_ids"])
-    ids = list(tokenizer(prompt)["input_ids"])
+    if not request.is_plain_prompt:
+        raise InvalidInput(
+            "This model has no chat template, so it continues one prompt, not a conversation."
+        )
+    ids = list(tokenizer(request.messages[-1].content)["input_ids"])
     if not ids:
         bos = (
             tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
@@ -96,21 +95,21 @@ class GenerationSession:
         self,
         model: Any,
         tokenizer: Any,
-        prompt: str,
-        params: GenerationParams,
+        request: GenerationRequest,
         *,
         model_id: str,
         cancel: CancelFlag | None = None,
     ) -> None:
+        params = request.params
         if params.max_new_tokens is None:
-            raise ValueError("params must be clamped before use")
+            raise ValueError("the request's params must be clamped before use")
         self.model = model
         self.tokenizer = tokenizer
         self.params = params
         self.model_id = model_id
         self.cancel = cancel
         self.started = time.perf_counter()
-        ids = build_prompt_ids(tokenizer, prompt, params)
+        ids = build_prompt_ids(tokenizer, request)
         self.max_new_tokens = params.max_new_tokens
         limit = _context_limit(model)
         if limit is not None:

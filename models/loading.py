@@ -11,23 +11,10 @@ from typing import Any
 
 from models.errors import ModelUnavailable
 from models.refs import ModelRef
-from models.specs import ModelSpec, Task
+from models.specs import ModelSpec
+from models.tasks import task_info
 
 log = logging.getLogger(__name__)
-
-_AUTO_CLASSES: dict[Task, str] = {
-    Task.GENERATION: "AutoModelForCausalLM",
-    Task.SENTIMENT: "AutoModelForSequenceClassification",
-    Task.NER: "AutoModelForTokenClassification",
-    Task.QA: "AutoModelForQuestionAnswering",
-}
-
-_ENV_NAMES: dict[Task, str] = {
-    Task.GENERATION: "HFCORD_GENERATION_MODEL",
-    Task.SENTIMENT: "HFCORD_SENTIMENT_MODEL",
-    Task.NER: "HFCORD_NER_MODEL",
-    Task.QA: "HFCORD_QA_MODEL",
-}
 
 # Seconds allowed for the one hub request made before downloading; transformers' own download
 # path retries for most of a minute when the hub is unreachable.
@@ -60,7 +47,7 @@ def hub_offline() -> bool:
 
 def _how_to_fix(spec: ModelSpec) -> str:
     return (
-        f"set {_ENV_NAMES[spec.task]} to a local model folder, or download the model once "
+        f"set {task_info(spec.task).setting} to a local model folder, or download the model once "
         "with network access (it is then read from the Hugging Face cache, also with "
         "HF_HUB_OFFLINE=1)"
     )
@@ -150,7 +137,7 @@ def _from_pretrained(
 ) -> tuple[Any, Any]:
     import transformers
 
-    auto_model = getattr(transformers, _AUTO_CLASSES[spec.task])
+    auto_model = getattr(transformers, task_info(spec.task).auto_model)
     common: dict[str, Any] = {
         "revision": spec.revision,
         "trust_remote_code": False,
@@ -178,7 +165,7 @@ def _from_pretrained(
 
 
 def _check_tokenizer(spec: ModelSpec, tokenizer: Any) -> None:
-    if spec.task in (Task.NER, Task.QA) and not getattr(tokenizer, "is_fast", False):
+    if task_info(spec.task).needs_fast_tokenizer and not getattr(tokenizer, "is_fast", False):
         raise ModelUnavailable(
             f"The model {spec.model_id} has no fast tokenizer (tokenizer.json), which {spec.task} "
             "needs for character offsets; use a checkpoint that ships one.",

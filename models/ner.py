@@ -20,11 +20,6 @@ class TokenPrediction:
     scores: np.ndarray
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    return shifted / shifted.sum(axis=-1, keepdims=True)
-
-
 def _tag(label: str) -> tuple[str, str]:
     if label.startswith("B-"):
         return "B", label[2:]

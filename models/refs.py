@@ -39,6 +39,7 @@ def is_hub_id(ref: str) -> bool:
 
 
 def _looks_like_path(ref: str) -> bool:
+    # Path syntax that no hub id has.
     return (
         ref.startswith(("/", "./", "../", "~", ".\\", "..\\"))
         or "\\" in ref
@@ -46,6 +47,20 @@ def _looks_like_path(ref: str) -> bool:
         or ref in {".", ".."}
         or Path(ref).is_absolute()
     )
+
+
+def is_local_ref(ref: str) -> bool:
+    """Whether a model reference names a local folder rather than a Hugging Face hub id.
+
+    The one rule for "local path or hub id?": path syntax (``/``, ``./``, ``~``, a backslash,
+    more than one ``/``...) is local; a well-formed hub id is a hub id, unless a folder by that
+    name exists relative to the working directory (transformers would load that folder).
+    Anything else is neither (:func:`resolve_model_ref` refuses it) and counts as not local.
+    """
+    ref = ref.strip()
+    if is_hub_id(ref):
+        return Path(ref).exists()
+    return bool(ref) and _looks_like_path(ref)
 
 
 def validate_revision(revision: str | None) -> None:
@@ -91,10 +106,9 @@ def resolve_model_ref(
     ref = ref.strip()
     if not ref or "\x00" in ref:
         raise InvalidModelRef("The model reference is empty; give a hub id or a local folder.")
-    hub_like = is_hub_id(ref)
-    if hub_like and not Path(ref).exists():
-        return ModelRef("hub", ref)
-    if not hub_like and not _looks_like_path(ref):
+    if not is_local_ref(ref):
+        if is_hub_id(ref):
+            return ModelRef("hub", ref)
         raise InvalidModelRef(
             f"{ref!r} is neither a Hugging Face model id (like 'owner/name') "
             "nor a path to a local model folder."

@@ -8,33 +8,46 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import threading
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from models.batcher import MicroBatcher
 from models.errors import (
-    InvalidInput,
     InvalidModelRef,
     ModelError,
     ModelLoading,
     ModelUnavailable,
-    QueueFull,
 )
 from models.executor import DeviceExecutors, configure_torch_threads
-from models.refs import ModelRef, resolve_model_ref, validate_gguf_file, validate_revision
+from models.refs import (
+    ModelRef,
+    is_local_ref,
+    resolve_model_ref,
+    validate_gguf_file,
+    validate_revision,
+)
+from models.requests import (
+    ClassifyRequest,
+    EncoderRequest,
+    GenerationParams,
+    GenerationRequest,
+    NERRequest,
+    QARequest,
+)
 from models.results import (
     ClassificationResult,
-    GenerationStats,
     ModelState,
     ModelStatus,
     NERResult,
     QAResult,
 )
-from models.specs import GenerationParams, ModelSpec, Task, default_specs
+from models.runners.base import AnyRunner, CancelFlag, DeviceRun, StreamRunner, process_batch
+from models.specs import ModelSpec
+from models.streams import GenerationStream, StreamSlots
+from models.tasks import Task, task_info, task_of
 
 if TYPE_CHECKING:
     from models.loading import LoadedModel
@@ -42,20 +55,17 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Loader = Callable[[ModelSpec, ModelRef], "LoadedModel"]
-
-# A first guess of one generation's duration, for queue ETAs before any was measured.
-_INITIAL_STREAM_S = 10.0
-
-
-class CancelFlag(Protocol):
-    """Anything with ``is_set()``: a ``threading.Event`` or an ``asyncio.Event``."""
-
-    def is_set(self) -> bool: ...
+R = TypeVar("R")
+T = TypeVar("T")
 
 
 @dataclass
 class _Handle:
-    """One loaded (or loadable) model shared by every spec with the same key."""
+    """One loaded (or loadable) model shared by every spec with the same key.
+
+    A batched task's model is served by a runner behind a ``batcher``; a streamed task's
+    model by a ``streamer`` behind ``slots``.
+    """
 
     spec: ModelSpec
     ref: ModelRef | None
@@ -64,55 +74,17 @@ class _Handle:
     permanent_failure: bool = False
     failed_at: float = 0.0
     loaded: LoadedModel | None = None
-    runner: Any = None
-    batcher: MicroBatcher[Any, Any] | None = None
+    batcher: MicroBatcher[EncoderRequest[Any], object] | None = None
+    streamer: StreamRunner | None = None
+    slots: StreamSlots | None = None
     load_task: asyncio.Task[None] | None = None
     inflight: int = 0
     retired: bool = False
-    stream_slots: asyncio.Semaphore | None = None
-    streams_waiting: int = 0
-    stream_s: float = _INITIAL_STREAM_S
-    extra: dict[str, Any] = field(default_factory=dict)
 
-
-class _EitherFlag:
-    """Set when the caller's cancel flag or the stream's own stop flag is set."""
-
-    def __init__(self, caller: CancelFlag | None, own: threading.Event) -> None:
-        self._caller = caller
-        self._own = own
-
-    def is_set(self) -> bool:
-        return self._own.is_set() or (self._caller is not None and self._caller.is_set())
-
-
-class GenerationStream:
-    """An async iterator of generated text pieces; ``stats`` is set once it is exhausted.
-
-    Errors (:class:`QueueFull`, :class:`ModelLoading`, :class:`ModelUnavailable`,
-    :class:`InvalidInput`) surface on the first ``__anext__``. Leaving the loop early (or
-    ``aclose()``) stops generation at the next token.
-    """
-
-    def __init__(self, source: Callable[[GenerationStream], AsyncIterator[str]]) -> None:
-        self.stats: GenerationStats | None = None
-        self._pieces = source(self)
-
-    def __aiter__(self) -> GenerationStream:
-        return self
-
-    async def __anext__(self) -> str:
-        return await self._pieces.__anext__()
-
-    async def aclose(self) -> None:
-        await self._pieces.aclose()  # type: ignore[attr-defined]
-
-    async def collect(self) -> GenerationStats:
-        """Consume the stream and return its stats."""
-        async for _ in self:
-            pass
-        assert self.stats is not None
-        return self.stats
+    def drop_model(self) -> None:
+        self.loaded = None
+        self.streamer = None
+        self.state = "not loaded"
 
 
 class ModelRegistry:
@@ -148,26 +120,8 @@ class ModelRegistry:
         self._executors = DeviceExecutors(torch_threads)
         self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hfcord-loader")
         self._closed = False
-        self.loads = 0
         for spec in self._defaults.values():
             self._handle(spec, trusted=True)
-
-    @classmethod
-    def from_settings(cls, settings: Any, **kwargs: Any) -> ModelRegistry:
-        """Build from a ``bot.settings.Settings``-like object (duck-typed: models/ doesn't
-        import bot/)."""
-        specs = default_specs(
-            generation=settings.generation_model,
-            generation_gguf_file=settings.generation_gguf_file,
-            sentiment=settings.sentiment_model,
-            ner=settings.ner_model,
-            qa=settings.qa_model,
-            device=settings.device,
-            max_new_tokens=settings.max_new_tokens,
-        )
-        kwargs.setdefault("allowed_roots", settings.allowed_model_roots)
-        kwargs.setdefault("torch_threads", settings.torch_threads)
-        return cls(specs, **kwargs)
 
     # ----------------------------------------------------------------- specs and handles
 
@@ -226,9 +180,7 @@ class ModelRegistry:
     async def _unload(self, handle: _Handle) -> None:
         log.info("unloading %s (%s)", handle.spec.model_id, handle.spec.task)
         batcher, handle.batcher = handle.batcher, None
-        handle.loaded = None
-        handle.runner = None
-        handle.state = "not loaded"
+        handle.drop_model()
         if batcher is not None:
             await batcher.close()
         if not self._closed:
@@ -270,7 +222,6 @@ class ModelRegistry:
         assert handle.ref is not None
         loop = asyncio.get_running_loop()
         log.info("loading %s for %s", spec.model_id, spec.task)
-        self.loads += 1
         try:
             loaded, runner = await loop.run_in_executor(
                 self._loader, self._load_blocking, spec, handle.ref
@@ -288,33 +239,53 @@ class ModelRegistry:
                 reason=f"{type(exc).__name__}: {exc}"[:200],
             )
         else:
-            handle.loaded, handle.runner = loaded, runner
-            if runner is not None:
-                handle.batcher = MicroBatcher(
-                    runner.process,
-                    self._device_runner(spec.device),
-                    name=spec.model_id,
-                    max_batch=spec.max_batch,
-                    max_wait_ms=spec.max_wait_ms,
-                    queue_depth=spec.queue_depth,
-                    size_of=runner.size_of,
-                    buckets=spec.length_buckets,
-                )
-            else:
-                handle.stream_slots = asyncio.Semaphore(spec.max_batch)
+            handle.loaded = loaded
+            self._serve(handle, runner)
             handle.state = "ready"
         self._maybe_unload(handle)
 
-    def _load_blocking(self, spec: ModelSpec, ref: ModelRef) -> tuple[LoadedModel, Any]:
+    def _load_blocking(
+        self, spec: ModelSpec, ref: ModelRef
+    ) -> tuple[LoadedModel, AnyRunner | StreamRunner]:
         configure_torch_threads(self.torch_threads)
         from models.loading import load_model
 
         loaded = (self._loader_fn or load_model)(spec, ref)
-        return loaded, _build_runner(loaded)
+        info = task_info(spec.task)
+        runner_class = info.runner_class()
+        if info.streamed:
+            streamer: StreamRunner = runner_class(
+                loaded.model, loaded.tokenizer, spec, self._device_runner(spec.device)
+            )
+            return loaded, streamer
+        runner: AnyRunner = runner_class(loaded.model, loaded.tokenizer, spec)
+        return loaded, runner
 
-    def _device_runner(self, device: str) -> Callable[[Callable[[], Any]], Any]:
-        def run(fn: Callable[[], Any]) -> Any:
-            return self._executors.run(device, fn)
+    def _serve(self, handle: _Handle, runner: AnyRunner | StreamRunner) -> None:
+        """Put a freshly loaded model's runner behind stream slots or a batcher."""
+        spec = handle.spec
+        if isinstance(runner, StreamRunner):
+            handle.streamer = runner
+            handle.slots = StreamSlots(
+                spec.model_id, limit=spec.max_batch, queue_depth=spec.queue_depth
+            )
+            return
+        handle.batcher = MicroBatcher(
+            lambda requests: process_batch(runner, requests),
+            self._device_runner(spec.device),
+            name=spec.model_id,
+            max_batch=spec.max_batch,
+            max_wait_ms=spec.max_wait_ms,
+            queue_depth=spec.queue_depth,
+            size_of=runner.size_of,
+            buckets=spec.length_buckets,
+        )
+
+    def _device_runner(self, device: str) -> DeviceRun:
+        executors = self._executors
+
+        def run(fn: Callable[[], T]) -> Awaitable[T]:
+            return executors.run(device, fn)
 
         return run
 
@@ -334,12 +305,13 @@ class ModelRegistry:
         reason = None
         if handle is not None and handle.state == "failed" and handle.error is not None:
             reason = str(handle.error)
-        source = handle.ref.kind if handle is not None and handle.ref is not None else "hub"
-        if handle is None or handle.ref is None:
-            source = "local" if spec.model_id.startswith(("/", ".", "~")) else "hub"
+        if handle is not None and handle.ref is not None:
+            source = handle.ref.kind
+        else:
+            source = "local" if is_local_ref(spec.model_id) else "hub"
         load_seconds = handle.loaded.load_seconds if handle and handle.loaded else None
         return ModelStatus(
-            task=str(spec.task),
+            task=spec.task,
             model_id=spec.model_id,
             source=source,
             state=state,
@@ -371,9 +343,6 @@ class ModelRegistry:
         return result
 
     # ----------------------------------------------------------------- overrides
-
-    def guild_overrides(self, guild_id: int) -> dict[Task, ModelSpec]:
-        return {task: spec for (gid, task), spec in self._overrides.items() if gid == guild_id}
 
     async def set_guild_override(
         self,
@@ -420,36 +389,33 @@ class ModelRegistry:
 
     # ----------------------------------------------------------------- requests
 
-    async def _submit(self, task: Task, guild_id: int | None, item: Any) -> Any:
+    async def submit(self, request: EncoderRequest[R], guild_id: int | None = None) -> R:
+        """Answer a batched request (any request type in the task table) with the model
+        serving its task for ``guild_id``; concurrent requests share batches."""
+        task = task_of(request)
+        request.validate()
         handle = self._handle(self.spec_for(task, guild_id))
         handle.inflight += 1
         try:
             await self._ensure_loaded(handle)
             assert handle.batcher is not None
-            return await handle.batcher.submit(item)
+            result = await handle.batcher.submit(request)
         finally:
             handle.inflight -= 1
             self._maybe_unload(handle)
+        if not isinstance(result, task_info(task).result_type):
+            raise TypeError(f"{task} answered with {type(result).__name__}")
+        return cast(R, result)
 
     async def classify(
         self, text: str, guild_id: int | None = None, top_k: int = 1
     ) -> ClassificationResult:
         """Sentiment / text classification: the best label, and the ``top_k`` best."""
-        from models.runners import ClassifyRequest
-
-        if not text or not text.strip():
-            raise InvalidInput("The text is empty; give some text to analyse.")
-        result: ClassificationResult = await self._submit(
-            Task.SENTIMENT, guild_id, ClassifyRequest(text, max(1, top_k))
-        )
-        return result
+        return await self.submit(ClassifyRequest(text, max(1, top_k)), guild_id)
 
     async def ner(self, text: str, guild_id: int | None = None) -> NERResult:
         """Named entities with character offsets into ``text``."""
-        if not text or not text.strip():
-            raise InvalidInput("The text is empty; give some text to analyse.")
-        result: NERResult = await self._submit(Task.NER, guild_id, text)
-        return result
+        return await self.submit(NERRequest(text), guild_id)
 
     async def answer(
         self,
@@ -462,18 +428,10 @@ class ModelRegistry:
         max_answer_len: int | None = None,
     ) -> QAResult:
         """Extractive QA over ``context`` (any length: it is windowed)."""
-        from models.runners import QARequest
-
-        if not question or not question.strip():
-            raise InvalidInput("The question is empty; ask something.")
-        if not context or not context.strip():
-            raise InvalidInput("The context is empty; there is nothing to search for an answer.")
-        result: QAResult = await self._submit(
-            Task.QA,
-            guild_id,
-            QARequest(question, context, max(1, top_k), handle_impossible_answer, max_answer_len),
+        request = QARequest(
+            question, context, max(1, top_k), handle_impossible_answer, max_answer_len
         )
-        return result
+        return await self.submit(request, guild_id)
 
     def generate(
         self,
@@ -484,101 +442,39 @@ class ModelRegistry:
     ) -> GenerationStream:
         """Stream generated text: ``async for piece in registry.generate(...)``; then
         ``stream.stats``. Setting ``cancel`` stops generation at the next token."""
-        params = params or GenerationParams()
-        return GenerationStream(
-            lambda stream: self._stream(stream, prompt, params, guild_id, cancel)
-        )
+        return self.stream(GenerationRequest.from_prompt(prompt, params), guild_id, cancel)
+
+    def stream(
+        self,
+        request: GenerationRequest,
+        guild_id: int | None = None,
+        cancel: CancelFlag | None = None,
+    ) -> GenerationStream:
+        """Stream the continuation of ``request``'s conversation, as :meth:`generate`."""
+        return GenerationStream(lambda stream: self._stream(stream, request, guild_id, cancel))
 
     async def _stream(
         self,
         stream: GenerationStream,
-        prompt: str,
-        params: GenerationParams,
+        request: GenerationRequest,
         guild_id: int | None,
         cancel: CancelFlag | None,
     ) -> AsyncIterator[str]:
-        from models.generation import GenerationSession
-
-        if not prompt or not prompt.strip():
-            raise InvalidInput("The prompt is empty; write something to continue.")
+        request.validate()
         handle = self._handle(self.spec_for(Task.GENERATION, guild_id))
         handle.inflight += 1
-        stop = threading.Event()
-        acquired = False
-        job: asyncio.Future[str] | None = None
-        getter: asyncio.Future[str] | None = None
-        loop = asyncio.get_running_loop()
-        started = loop.time()
         try:
             await self._ensure_loaded(handle)
-            spec, loaded, slots = handle.spec, handle.loaded, handle.stream_slots
-            assert loaded is not None and slots is not None
-            if slots.locked() and handle.streams_waiting >= spec.queue_depth:
-                position = handle.streams_waiting + 1
-                raise QueueFull(
-                    spec.model_id,
-                    position=position,
-                    eta_s=position * handle.stream_s / spec.max_batch,
-                )
-            handle.streams_waiting += 1
-            try:
-                await slots.acquire()
-            finally:
-                handle.streams_waiting -= 1
-            acquired = True
-            started = loop.time()
-            session = await self._executors.run(
-                spec.device,
-                lambda: GenerationSession(
-                    loaded.model,
-                    loaded.tokenizer,
-                    prompt,
-                    params.clamped(spec.max_new_tokens),
-                    model_id=spec.model_id,
-                    cancel=_EitherFlag(cancel, stop),
-                ),
-            )
-            pieces: asyncio.Queue[str] = asyncio.Queue()
-
-            def emit(piece: str) -> None:
-                loop.call_soon_threadsafe(pieces.put_nowait, piece)
-
-            while not session.done:
-                job = asyncio.ensure_future(
-                    self._executors.run(
-                        spec.device, session.step, spec.generation_chunk_tokens, emit
-                    )
-                )
-                while not job.done() or not pieces.empty():
-                    if not pieces.empty():
-                        yield pieces.get_nowait()
-                        continue
-                    getter = asyncio.ensure_future(pieces.get())
-                    await asyncio.wait({job, getter}, return_when=asyncio.FIRST_COMPLETED)
-                    if getter.done():
-                        piece = getter.result()
-                        getter = None
-                        yield piece
-                    else:
-                        getter.cancel()
-                        getter = None
-                job.result()
-                job = None
-            stream.stats = session.stats()
-        finally:
-            stop.set()
-            if getter is not None:
-                getter.cancel()
-            if job is not None and not job.done():
-                # The chunk stops at its next token; wait so the session is never left running.
+            assert handle.streamer is not None and handle.slots is not None
+            async with handle.slots.hold():
+                inner = handle.streamer.open(request, cancel)
                 try:
-                    await asyncio.shield(job)
-                except Exception:
-                    log.debug("generation chunk failed while stopping", exc_info=True)
-            if acquired:
-                assert handle.stream_slots is not None
-                handle.stream_slots.release()
-                handle.stream_s = 0.8 * handle.stream_s + 0.2 * (loop.time() - started)
+                    async for piece in inner:
+                        yield piece
+                    stream.stats = inner.stats
+                finally:
+                    await inner.aclose()
+        finally:
             handle.inflight -= 1
             self._maybe_unload(handle)
 
@@ -594,29 +490,13 @@ class ModelRegistry:
         for handle in handles:
             if handle.batcher is not None:
                 await handle.batcher.close()
-            handle.loaded = None
-            handle.runner = None
-            handle.state = "not loaded"
+            handle.drop_model()
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self._shutdown_threads)
 
     def _shutdown_threads(self) -> None:
         self._executors.shutdown(wait=True)
         self._loader.shutdown(wait=True, cancel_futures=True)
-
-
-def _build_runner(loaded: LoadedModel) -> Any:
-    from models import runners
-
-    task = loaded.spec.task
-    if task is Task.GENERATION:
-        return None
-    cls = {
-        Task.SENTIMENT: runners.ClassificationRunner,
-        Task.NER: runners.TokenClassificationRunner,
-        Task.QA: runners.QuestionAnsweringRunner,
-    }[task]
-    return cls(loaded.model, loaded.tokenizer, loaded.spec)
 
 
 def _release_memory(device: str) -> None:

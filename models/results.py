@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from models.tasks import Task
 
 FinishReason = Literal["length", "stop", "cancelled"]
 ModelState = Literal["not loaded", "loading", "ready", "failed"]
@@ -88,7 +91,7 @@ class GenerationStats:
 class ModelStatus:
     """One task's model as /models shows it; ``guild_id`` is set for a server's override."""
 
-    task: str
+    task: Task
     model_id: str
     source: Literal["hub", "local"]
     state: ModelState

@@ -1,29 +1,18 @@
-"""What to serve: task names, model specs and generation parameters (no torch import here)."""
+"""What to serve: model specs, with each task's defaults from the task table (no torch here).
+
+``Task`` (models.tasks) and ``GenerationParams`` (models.requests) are importable from here too.
+"""
 
 from __future__ import annotations
 
-import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from enum import StrEnum
 
+from models.requests import GenerationParams
+from models.tasks import Task, task_info
 
-class Task(StrEnum):
-    """The tasks the registry serves; values are the names used in settings, CLI and Discord."""
+__all__ = ["GenerationParams", "ModelSpec", "Task", "default_spec", "default_specs"]
 
-    GENERATION = "generation"
-    SENTIMENT = "sentiment"
-    NER = "ner"
-    QA = "qa"
-
-
-ENCODER_TASKS: frozenset[Task] = frozenset({Task.SENTIMENT, Task.NER, Task.QA})
-
-DEFAULT_MODELS: dict[Task, str] = {
-    Task.GENERATION: "gpt2",
-    Task.SENTIMENT: "distilbert-base-uncased-finetuned-sst-2-english",
-    Task.NER: "dbmdz/bert-large-cased-finetuned-conll03-english",
-    Task.QA: "distilbert-base-cased-distilled-squad",
-}
 
 _DTYPES = frozenset({"auto", "float32", "float16", "bfloat16"})
 
@@ -109,78 +98,29 @@ class ModelSpec:
         )
 
 
-_TASK_DEFAULTS: dict[Task, dict[str, object]] = {
-    Task.GENERATION: {"max_batch": 2, "queue_depth": 16},
-    Task.SENTIMENT: {"max_batch": 64, "max_wait_ms": 5.0, "queue_depth": 256},
-    Task.NER: {"max_batch": 32, "max_wait_ms": 5.0, "queue_depth": 128},
-    Task.QA: {"max_batch": 8, "forward_batch": 8, "max_wait_ms": 5.0, "queue_depth": 64},
-}
-
-
-def default_spec(task: Task | str, model_id: str, **overrides: object) -> ModelSpec:
-    """A spec for ``task`` with that task's batching defaults, overridden by ``overrides``."""
-    task = Task(task)
-    values: dict[str, object] = {**_TASK_DEFAULTS[task], **overrides}
-    return ModelSpec(task=task, model_id=model_id, **values)  # type: ignore[arg-type]
+def default_spec(task: Task | str, model_id: str | None = None, **overrides: object) -> ModelSpec:
+    """A spec for ``task`` serving ``model_id`` (default: the task's default model), on the
+    task's batching defaults overridden by ``overrides`` (ModelSpec fields)."""
+    info = task_info(task)
+    values: dict[str, object] = {**info.batching, **overrides}
+    return ModelSpec(
+        task=info.task,
+        model_id=model_id or info.default_model,
+        **values,  # type: ignore[arg-type]
+    )
 
 
 def default_specs(
+    models: Mapping[Task, str] | None = None,
     *,
-    generation: str = DEFAULT_MODELS[Task.GENERATION],
-    generation_gguf_file: str | None = None,
-    sentiment: str = DEFAULT_MODELS[Task.SENTIMENT],
-    ner: str = DEFAULT_MODELS[Task.NER],
-    qa: str = DEFAULT_MODELS[Task.QA],
     device: str = "cpu",
-    max_new_tokens: int = 200,
+    overrides: Mapping[Task, Mapping[str, object]] | None = None,
 ) -> dict[Task, ModelSpec]:
-    """The four task specs from settings-like values (hub ids or local folders)."""
+    """One spec per task: ``models[task]`` (else the task's default model) on ``device``, with
+    ``overrides[task]`` (ModelSpec fields) on top of the task's batching defaults."""
+    models = models or {}
+    overrides = overrides or {}
     return {
-        Task.GENERATION: default_spec(
-            Task.GENERATION,
-            generation,
-            gguf_file=generation_gguf_file,
-            device=device,
-            max_new_tokens=max_new_tokens,
-        ),
-        Task.SENTIMENT: default_spec(Task.SENTIMENT, sentiment, device=device),
-        Task.NER: default_spec(Task.NER, ner, device=device),
-        Task.QA: default_spec(Task.QA, qa, device=device),
+        task: default_spec(task, models.get(task), device=device, **overrides.get(task, {}))
+        for task in Task
     }
-
-
-def _finite(value: float, default: float) -> float:
-    return value if isinstance(value, (int, float)) and math.isfinite(value) else default
-
-
-@dataclass(frozen=True)
-class GenerationParams:
-    """Sampling parameters for one generation; :meth:`clamped` bounds them before use.
-
-    ``temperature`` 0 (or ``top_p`` 0) means greedy decoding. ``use_chat_template`` None means
-    "when the tokenizer has one".
-    """
-
-    max_new_tokens: int | None = None
-    temperature: float = 0.8
-    top_p: float = 0.95
-    repetition_penalty: float = 1.1
-    system_prompt: str | None = None
-    use_chat_template: bool | None = None
-    seed: int | None = None
-
-    @property
-    def do_sample(self) -> bool:
-        return self.temperature > 0 and self.top_p > 0
-
-    def clamped(self, max_new_tokens_cap: int) -> GenerationParams:
-        """Parameters inside safe bounds: 1..cap tokens, temperature 0..2, top-p 0..1,
-        repetition penalty 1..2 (non-finite values fall back to the defaults)."""
-        wanted = self.max_new_tokens if self.max_new_tokens is not None else max_new_tokens_cap
-        return replace(
-            self,
-            max_new_tokens=max(1, min(int(wanted), max_new_tokens_cap)),
-            temperature=min(max(_finite(self.temperature, 0.8), 0.0), 2.0),
-            top_p=min(max(_finite(self.top_p, 0.95), 0.0), 1.0),
-            repetition_penalty=min(max(_finite(self.repetition_penalty, 1.1), 1.0), 2.0),
-        )

@@ -84,3 +84,19 @@ def test_formatter_redacts_the_token() -> None:
     except RuntimeError:
         record = logging.LogRecord("x", logging.ERROR, __file__, 1, "boom", (), sys.exc_info())
     assert token not in formatter.format(record)
+
+
+def test_check_reports_a_model_setting_that_is_neither_a_hub_id_nor_a_path(
+    tmp_path: Path,
+) -> None:
+    env = {
+        "DISCORD_TOKEN": "x" * 40,
+        "HFCORD_DATA_DIR": str(tmp_path / "data"),
+        "HFCORD_QA_MODEL": "has space",
+        "HF_HUB_OFFLINE": "1",
+    }
+    result = run_cli("check", env=env, cwd=tmp_path)
+    assert result.returncode == 1
+    assert "qa: has space: not a model reference" in result.stdout
+    assert "problem: qa model has space: neither a Hugging Face model id" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -133,3 +133,32 @@ def test_env_example_loads_as_is_and_documents_every_setting() -> None:
     }
     aliases = {field.alias for field in Settings.model_fields.values()}
     assert documented == aliases
+
+
+def test_model_specs_map_every_task_from_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    from models.specs import Task, default_spec
+
+    settings = load(
+        monkeypatch,
+        HFCORD_SENTIMENT_MODEL="my/model",
+        HFCORD_GENERATION_MODEL="/models/smol",
+        HFCORD_GENERATION_GGUF_FILE="smol.Q4_1.gguf",
+        HFCORD_MAX_NEW_TOKENS="64",
+        HFCORD_DEVICE="cuda:1",
+    )
+    specs = settings.model_specs()
+    assert list(specs) == list(Task)
+    assert all(spec.device == "cuda:1" for spec in specs.values())
+    assert specs[Task.SENTIMENT] == default_spec(Task.SENTIMENT, "my/model", device="cuda:1")
+    assert specs[Task.QA].model_id == settings.qa_model
+    generation = specs[Task.GENERATION]
+    assert (generation.model_id, generation.gguf_file) == ("/models/smol", "smol.Q4_1.gguf")
+    assert generation.max_new_tokens == 64
+
+
+def test_each_task_setting_is_a_settings_variable_with_the_tasks_default() -> None:
+    from models.tasks import TASKS
+
+    fields = {field.alias: field for field in Settings.model_fields.values()}
+    for info in TASKS.values():
+        assert fields[info.setting].default == info.default_model

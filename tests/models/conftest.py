@@ -21,11 +21,13 @@ def tiny_specs(
 ) -> dict[Task, object]:
     os.environ["HF_HUB_OFFLINE"] = "1"
     return default_specs(
-        generation=str(tiny_chat_gpt2_dir),
-        sentiment=str(tiny_sentiment_dir),
-        ner=str(tiny_ner_dir),
-        qa=str(tiny_qa_dir),
-        max_new_tokens=24,
+        {
+            Task.GENERATION: str(tiny_chat_gpt2_dir),
+            Task.SENTIMENT: str(tiny_sentiment_dir),
+            Task.NER: str(tiny_ner_dir),
+            Task.QA: str(tiny_qa_dir),
+        },
+        overrides={Task.GENERATION: {"max_new_tokens": 24}},
     )
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from models.batcher import MicroBatcher
 from models.errors import InvalidInput, ModelUnavailable, QueueFull
+from tests.support.waiting import wait_until
 
 
 class Recorder:
@@ -109,9 +110,10 @@ async def test_queue_full_fails_fast_with_position_and_eta(executor) -> None:
     recorder = Recorder(delay_s=0.2)
     batcher = make_batcher(recorder, executor, max_batch=1, max_wait_ms=0, queue_depth=3)
     first = asyncio.ensure_future(batcher.submit(0))
-    await asyncio.sleep(0.05)  # the first is running; the next three fill the queue
+    # The first is running; the next three fill the queue.
+    await wait_until(lambda: recorder.batches == [[0]], what="the first batch")
     waiting = [asyncio.ensure_future(batcher.submit(i)) for i in (1, 2, 3)]
-    await asyncio.sleep(0)
+    await wait_until(lambda: batcher.waiting == 3, what="three queued items")
     loop = asyncio.get_running_loop()
     started = loop.time()
     with pytest.raises(QueueFull) as info:
@@ -139,10 +141,10 @@ async def test_cancelled_waiters_are_skipped(executor) -> None:
     recorder = Recorder(delay_s=0.1)
     batcher = make_batcher(recorder, executor, max_batch=1, max_wait_ms=0)
     first = asyncio.ensure_future(batcher.submit(1))
-    await asyncio.sleep(0.02)
+    await wait_until(lambda: recorder.batches == [[1]], what="the first batch")
     doomed = asyncio.ensure_future(batcher.submit(2))
     kept = asyncio.ensure_future(batcher.submit(3))
-    await asyncio.sleep(0)
+    await wait_until(lambda: batcher.waiting == 2, what="two queued items")
     doomed.cancel()
     assert await first == 2 and await kept == 6
     assert [2] not in recorder.batches
@@ -153,9 +155,9 @@ async def test_close_fails_waiting_requests(executor) -> None:
     recorder = Recorder(delay_s=0.1)
     batcher = make_batcher(recorder, executor, max_batch=1, max_wait_ms=0)
     running = asyncio.ensure_future(batcher.submit(1))
-    await asyncio.sleep(0.02)
+    await wait_until(lambda: recorder.batches == [[1]], what="the first batch")
     waiting = asyncio.ensure_future(batcher.submit(2))
-    await asyncio.sleep(0)
+    await wait_until(lambda: batcher.waiting == 1, what="a queued item")
     await batcher.close()
     for request in (running, waiting):
         with pytest.raises(ModelUnavailable):

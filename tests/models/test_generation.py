@@ -12,7 +12,9 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from models.errors import InvalidInput, QueueFull
 from models.generation import GenerationSession, build_prompt_ids
 from models.registry import ModelRegistry
-from models.specs import GenerationParams, Task
+from models.requests import ChatMessage, GenerationParams, GenerationRequest
+from models.specs import Task
+from tests.support.waiting import wait_until
 
 GREEDY = GenerationParams(temperature=0.0, max_new_tokens=12)
 
@@ -74,7 +76,7 @@ async def test_leaving_the_loop_early_frees_the_stream_slot(registry: ModelRegis
     await stream.aclose()
     handle = registry._handles[registry.spec_for(Task.GENERATION).key]
     assert handle.inflight == 0
-    assert handle.stream_slots is not None and not handle.stream_slots.locked()
+    assert handle.slots is not None and handle.slots.active == 0
 
 
 async def test_empty_prompt_is_invalid(registry: ModelRegistry) -> None:
@@ -85,28 +87,31 @@ async def test_empty_prompt_is_invalid(registry: ModelRegistry) -> None:
 def test_chat_template_wraps_the_prompt(tiny_chat_gpt2_dir: Path, tiny_gpt2_dir: Path) -> None:
     chat = AutoTokenizer.from_pretrained(tiny_chat_gpt2_dir)
     plain = AutoTokenizer.from_pretrained(tiny_gpt2_dir)
-    params = GenerationParams(system_prompt="Be brief.")
-    ids = build_prompt_ids(chat, "Hello", params)
+    request = GenerationRequest.from_prompt("Hello", system="Be brief.")
+    ids = build_prompt_ids(chat, request)
     assert chat.decode(ids) == "system: Be brief.\nuser: Hello\nassistant:"
     # Turned off, or without a template, the prompt goes as is.
-    assert (
-        chat.decode(build_prompt_ids(chat, "Hello", GenerationParams(use_chat_template=False)))
-        == "Hello"
+    untemplated = GenerationRequest.from_prompt(
+        "Hello", GenerationParams(use_chat_template=False), system="Be brief."
     )
-    assert plain.decode(build_prompt_ids(plain, "Hello", params)) == "Hello"
+    assert chat.decode(build_prompt_ids(chat, untemplated)) == "Hello"
+    assert plain.decode(build_prompt_ids(plain, request)) == "Hello"
     with pytest.raises(InvalidInput):
-        build_prompt_ids(plain, "Hello", GenerationParams(use_chat_template=True))
+        build_prompt_ids(
+            plain, GenerationRequest.from_prompt("Hello", GenerationParams(use_chat_template=True))
+        )
 
 
 def test_eos_token_stops_with_reason_stop(tiny_gpt2_dir: Path) -> None:
     model = AutoModelForCausalLM.from_pretrained(tiny_gpt2_dir).eval()
     tokenizer = AutoTokenizer.from_pretrained(tiny_gpt2_dir)
     params = GREEDY.clamped(12)
-    probe = GenerationSession(model, tokenizer, "Hello", params, model_id="tiny")
+    request = GenerationRequest.from_prompt("Hello", params)
+    probe = GenerationSession(model, tokenizer, request, model_id="tiny")
     probe.step(1)
     first_token = probe.generated[0]
     # Treat that first greedy token as end-of-sequence: generation stops right there.
-    session = GenerationSession(model, tokenizer, "Hello", params, model_id="tiny")
+    session = GenerationSession(model, tokenizer, request, model_id="tiny")
     session.eos_ids = {first_token}
     assert session.step(5) == ""
     stats = session.stats()
@@ -121,7 +126,9 @@ def test_session_matches_model_generate_for_greedy_decoding(tiny_gpt2_dir: Path)
     params = GenerationParams(temperature=0.0, repetition_penalty=1.0, max_new_tokens=15).clamped(
         15
     )
-    session = GenerationSession(model, tokenizer, "The cat sat", params, model_id="tiny")
+    session = GenerationSession(
+        model, tokenizer, GenerationRequest.from_prompt("The cat sat", params), model_id="tiny"
+    )
     while not session.done:
         session.step(4)
     ids = tokenizer("The cat sat", return_tensors="pt").input_ids
@@ -143,16 +150,18 @@ async def test_encoder_requests_run_while_a_generation_streams(registry: ModelRe
     await registry.generate("warm", GenerationParams(max_new_tokens=1)).collect()
     finished: list[str] = []
     tokens: list[int] = []
+    streaming = asyncio.Event()
 
     async def generate() -> None:
-        stats = await registry.generate(
-            "A long story", GenerationParams(max_new_tokens=24, seed=5)
-        ).collect()
-        tokens.append(stats.new_tokens)
+        stream = registry.generate("A long story", GenerationParams(max_new_tokens=24, seed=5))
+        async for _ in stream:
+            streaming.set()
+        assert stream.stats is not None
+        tokens.append(stream.stats.new_tokens)
         finished.append("generation")
 
     async def classify() -> None:
-        await asyncio.sleep(0.05)
+        await streaming.wait()
         await registry.classify("quick question")
         finished.append("classification")
 
@@ -172,13 +181,56 @@ async def test_too_many_waiting_streams_fail_fast(
     try:
         await reg.generate("warm", GenerationParams(max_new_tokens=1)).collect()
         params = GenerationParams(max_new_tokens=24, seed=1)
+        slots = reg._handles[spec.key].slots
+        assert slots is not None
         running = asyncio.ensure_future(reg.generate("one", params).collect())
-        await asyncio.sleep(0.05)
+        await wait_until(lambda: slots.active == 1, what="the first stream to start")
         waiting = asyncio.ensure_future(reg.generate("two", params).collect())
-        await asyncio.sleep(0.05)
+        await wait_until(lambda: slots.waiting == 1, what="the second stream to wait")
         with pytest.raises(QueueFull) as info:
             await reg.generate("three", params).collect()
         assert info.value.position == 2
         assert (await running).new_tokens > 0 and (await waiting).new_tokens > 0
     finally:
         await reg.close()
+
+
+async def test_a_conversation_goes_through_the_chat_template(
+    registry: ModelRegistry, tiny_chat_gpt2_dir: Path
+) -> None:
+    request = GenerationRequest(
+        (
+            ChatMessage("system", "Be brief."),
+            ChatMessage("user", "Hi"),
+            ChatMessage("assistant", "Hello!"),
+            ChatMessage("user", "Tell me more"),
+        ),
+        GenerationParams(max_new_tokens=4, temperature=0.0),
+    )
+    stream = registry.stream(request)
+    pieces = [piece async for piece in stream]
+    assert stream.stats is not None and "".join(pieces) == stream.stats.text
+    tokenizer = AutoTokenizer.from_pretrained(tiny_chat_gpt2_dir)
+    expected = "system: Be brief.\nuser: Hi\nassistant: Hello!\nuser: Tell me more\nassistant:"
+    assert tokenizer.decode(build_prompt_ids(tokenizer, request)) == expected
+    assert stream.stats.prompt_tokens == len(tokenizer(expected)["input_ids"])
+
+
+def test_a_model_without_a_template_takes_one_prompt(tiny_gpt2_dir: Path) -> None:
+    plain = AutoTokenizer.from_pretrained(tiny_gpt2_dir)
+    conversation = GenerationRequest(
+        (ChatMessage("user", "Hi"), ChatMessage("assistant", "Hello"), ChatMessage("user", "More"))
+    )
+    with pytest.raises(InvalidInput, match="one prompt, not a conversation"):
+        build_prompt_ids(plain, conversation)
+
+
+async def test_an_empty_conversation_is_invalid(registry: ModelRegistry) -> None:
+    for request in (
+        GenerationRequest(()),
+        GenerationRequest((ChatMessage("user", "Hi"), ChatMessage("user", "  "))),
+    ):
+        with pytest.raises(InvalidInput, match="prompt is empty"):
+            await registry.stream(request).collect()
+    with pytest.raises(ValueError):
+        ChatMessage("narrator", "x")  # type: ignore[arg-type]

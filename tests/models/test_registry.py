@@ -17,15 +17,18 @@ from models.refs import ModelRef
 from models.registry import ModelRegistry
 from models.specs import GenerationParams, ModelSpec, Task, default_spec
 from tests.support import models as tiny_models
+from tests.support.waiting import wait_until
 
 
 class CountingLoader:
-    """Wraps the real loader: counts loads, can delay them and slow a model's forward pass."""
+    """Wraps the real loader: counts loads, can delay them and slow a model's forward pass
+    (counting the slowed passes as they start)."""
 
     def __init__(self, delay_s: float = 0.0, slow_forward: dict[str, float] | None = None) -> None:
         self.calls: list[str] = []
         self.delay_s = delay_s
         self.slow_forward = slow_forward or {}
+        self.forwards: dict[str, int] = {}
 
     def __call__(self, spec: ModelSpec, ref: ModelRef) -> LoadedModel:
         self.calls.append(spec.model_id)
@@ -36,6 +39,7 @@ class CountingLoader:
             forward = loaded.model.forward
 
             def slow(*args: Any, **kwargs: Any) -> Any:
+                self.forwards[spec.model_id] = self.forwards.get(spec.model_id, 0) + 1
                 time.sleep(pause)
                 return forward(*args, **kwargs)
 
@@ -65,7 +69,7 @@ async def test_many_concurrent_requests_trigger_exactly_one_load(
     try:
         assert reg.status(Task.SENTIMENT).state == "not loaded"
         requests = [asyncio.ensure_future(reg.classify(f"text {i}")) for i in range(64)]
-        await asyncio.sleep(0.1)
+        await wait_until(lambda: bool(loader.calls), what="the load to start")
         assert reg.status(Task.SENTIMENT).state == "loading"
         results = await asyncio.gather(*requests)
         assert len(results) == 64
@@ -82,7 +86,8 @@ async def test_many_concurrent_requests_trigger_exactly_one_load(
 async def test_unknown_hub_model_fails_fast_offline(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     spec = default_spec(Task.SENTIMENT, "nobody-here/definitely-not-a-real-model")
-    reg = ModelRegistry([spec], torch_threads=1)
+    loader = CountingLoader()
+    reg = ModelRegistry([spec], torch_threads=1, loader=loader)
     try:
         started = time.perf_counter()
         with pytest.raises(ModelUnavailable) as info:
@@ -94,10 +99,10 @@ async def test_unknown_hub_model_fails_fast_offline(monkeypatch: pytest.MonkeyPa
         status = reg.status(Task.SENTIMENT)
         assert status.state == "failed" and status.reason == message
         # Within the retry window the failure is answered at once, without a new load.
-        loads = reg.loads
+        assert len(loader.calls) == 1
         with pytest.raises(ModelUnavailable):
             await reg.classify("hello")
-        assert reg.loads == loads
+        assert len(loader.calls) == 1
     finally:
         await reg.close()
 
@@ -178,7 +183,7 @@ async def test_hot_swap_lets_in_flight_requests_finish_on_the_old_model(
         in_flight = [
             asyncio.ensure_future(reg.classify(f"review {i}", guild_id=guild)) for i in range(8)
         ]
-        await asyncio.sleep(0.08)
+        await wait_until(lambda: loader.forwards.get(b, 0) > 0, what="B's first forward pass")
         assert not all(f.done() for f in in_flight)
 
         await reg.set_guild_override(guild, Task.SENTIMENT, c)  # preloads C, then swaps
@@ -187,18 +192,19 @@ async def test_hot_swap_lets_in_flight_requests_finish_on_the_old_model(
 
         results = await asyncio.gather(*in_flight)
         assert {r.model_id for r in results} == {b}
-        await asyncio.sleep(0.05)
         # B is referenced by nothing now: unloaded. The default model is untouched.
-        assert spec_b.key not in reg._handles
+        await wait_until(lambda: spec_b.key not in reg._handles, what="B to be unloaded")
         assert (await reg.classify("other server")).model_id == str(
             tiny_specs[Task.SENTIMENT].model_id
         )
         assert {s.model_id for s in reg.statuses(guild) if s.guild_id == guild} == {c}
 
         await reg.clear_guild_override(guild, Task.SENTIMENT)
-        await asyncio.sleep(0.05)
         assert reg.spec_for(Task.SENTIMENT, guild) == reg.spec_for(Task.SENTIMENT)
-        assert all(h.spec.model_id != c for h in reg._handles.values())
+        await wait_until(
+            lambda: all(h.spec.model_id != c for h in reg._handles.values()),
+            what="C to be unloaded",
+        )
     finally:
         await reg.close()
 
@@ -236,8 +242,10 @@ async def test_generation_stream_survives_a_swap(
         rest = [piece async for piece in stream]
         assert stream.stats is not None and stream.stats.model_id == str(tiny_gpt2_dir)
         assert first + "".join(rest) == stream.stats.text
-        await asyncio.sleep(0.05)
-        assert all(h.spec.model_id != str(tiny_gpt2_dir) for h in reg._handles.values())
+        await wait_until(
+            lambda: all(h.spec.model_id != str(tiny_gpt2_dir) for h in reg._handles.values()),
+            what="the swapped-out model to be unloaded",
+        )
         after = await reg.generate(
             "Hi", GenerationParams(max_new_tokens=2), guild_id=guild
         ).collect()
@@ -249,18 +257,17 @@ async def test_generation_stream_survives_a_swap(
 async def test_queue_full_through_the_registry(tiny_specs: dict, tiny_models_root: Path) -> None:
     spec = dataclasses.replace(tiny_specs[Task.SENTIMENT], max_batch=1, queue_depth=2)
     sentiment_dir = spec.model_id
-    reg = ModelRegistry(
-        [spec],
-        allowed_roots=[tiny_models_root],
-        torch_threads=1,
-        loader=CountingLoader(slow_forward={sentiment_dir: 0.1}),
-    )
+    loader = CountingLoader(slow_forward={sentiment_dir: 0.1})
+    reg = ModelRegistry([spec], allowed_roots=[tiny_models_root], torch_threads=1, loader=loader)
     try:
         await reg.preload()
+        batcher = reg._handles[spec.key].batcher
+        assert batcher is not None
         running = [asyncio.ensure_future(reg.classify("first"))]
-        await asyncio.sleep(0.03)  # the first is in the forward pass; two more fill the queue
+        # The first is in the forward pass; two more fill the queue.
+        await wait_until(lambda: loader.forwards.get(sentiment_dir, 0) > 0, what="a forward")
         running += [asyncio.ensure_future(reg.classify(f"t{i}")) for i in range(2)]
-        await asyncio.sleep(0)
+        await wait_until(lambda: batcher.waiting == 2, what="two queued requests")
         with pytest.raises(QueueFull) as info:
             await reg.classify("one too many")
         assert info.value.position == 3 and info.value.eta_s > 0
@@ -273,15 +280,13 @@ async def test_close_fails_waiting_requests_and_refuses_new_ones(
     tiny_specs: dict, tiny_models_root: Path
 ) -> None:
     sentiment_dir = str(tiny_specs[Task.SENTIMENT].model_id)
+    loader = CountingLoader(slow_forward={sentiment_dir: 0.2})
     reg = ModelRegistry(
-        tiny_specs,
-        allowed_roots=[tiny_models_root],
-        torch_threads=1,
-        loader=CountingLoader(slow_forward={sentiment_dir: 0.2}),
+        tiny_specs, allowed_roots=[tiny_models_root], torch_threads=1, loader=loader
     )
     await reg.preload([Task.SENTIMENT])
     pending = [asyncio.ensure_future(reg.classify(f"t{i}")) for i in range(40)]
-    await asyncio.sleep(0.05)
+    await wait_until(lambda: loader.forwards.get(sentiment_dir, 0) > 0, what="a forward")
     await reg.close()
     outcomes = await asyncio.gather(*pending, return_exceptions=True)
     assert any(isinstance(o, ModelUnavailable) for o in outcomes)

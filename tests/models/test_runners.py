@@ -13,7 +13,9 @@ from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
 from models.qa import QAWindow, build_p_mask, encode_qa, postprocess_qa
 from models.registry import ModelRegistry
-from models.runners import QARequest, QuestionAnsweringRunner
+from models.requests import QARequest
+from models.runners import process_batch
+from models.runners.question_answering import QuestionAnsweringRunner
 from models.specs import Task, default_spec
 from tests.support.models import SST2_LABELS
 
@@ -156,7 +158,7 @@ def test_answer_in_a_late_window_maps_to_original_characters(tiny_qa_dir) -> Non
     end_id = tokenizer.convert_tokens_to_ids("lighthouse")
     spec = default_spec(Task.QA, str(tiny_qa_dir))
     runner = QuestionAnsweringRunner(_PointingQAModel(start_id, end_id), tokenizer, spec)
-    [result] = runner.process([QARequest("Where is the treasure?", context)])
+    [result] = process_batch(runner, [QARequest("Where is the treasure?", context)])
     best = result.best
     assert best is not None
     assert best.text == "Old Lighthouse"
@@ -169,7 +171,48 @@ def test_qa_bad_request_fails_alone(tiny_qa_dir) -> None:
     spec = default_spec(Task.QA, str(tiny_qa_dir))
     start_id = tokenizer.convert_tokens_to_ids("bob")
     runner = QuestionAnsweringRunner(_PointingQAModel(start_id, start_id), tokenizer, spec)
-    good, bad = runner.process([QARequest("Who?", "Alice met Bob."), QARequest("Who?", "   ")])
+    good, bad = process_batch(
+        runner, [QARequest("Who?", "Alice met Bob."), QARequest("Who?", "   ")]
+    )
     assert not isinstance(good, Exception) and good.best is not None
     assert good.best.text == "Bob"
     assert isinstance(bad, Exception) and "context is empty" in str(bad)
+
+
+class _NoModel:
+    """A model that must not be called: only its config is read."""
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("only forward may call the model")
+
+
+def test_forward_is_the_only_model_call(tiny_sentiment_dir) -> None:
+    from transformers import AutoConfig
+
+    from models.requests import ClassifyRequest
+    from models.runners.classification import ClassificationRunner
+
+    class FixedLogits(ClassificationRunner):
+        """Another runtime: replaces forward alone (here, logits from a table)."""
+
+        def forward(self, batch):  # type: ignore[no-untyped-def]
+            self.seen = list(batch)
+            return [np.array([2.0, -1.0]) for _ in batch]
+
+    config = AutoConfig.from_pretrained(tiny_sentiment_dir)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_sentiment_dir)
+    spec = default_spec(Task.SENTIMENT, str(tiny_sentiment_dir))
+    runner = FixedLogits(_NoModel(config), tokenizer, spec)
+    good, empty = process_batch(
+        runner, [ClassifyRequest("a fine film", top_k=2), ClassifyRequest("  ")]
+    )
+    assert not isinstance(good, Exception)
+    assert good.label == SST2_LABELS[0] and good.scores[1].label == SST2_LABELS[1]
+    assert good.score == pytest.approx(1 / (1 + np.exp(-3.0)))
+    assert isinstance(empty, Exception) and "empty" in str(empty)
+    # Only the valid request reached forward, as token ids.
+    [features] = runner.seen
+    assert tokenizer.decode(features["input_ids"], skip_special_tokens=True) == "a fine film"

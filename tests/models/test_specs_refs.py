@@ -10,8 +10,15 @@ from pathlib import Path
 import pytest
 
 from models.errors import InvalidModelRef, QueueFull
-from models.refs import is_hub_id, resolve_model_ref, validate_gguf_file, validate_revision
-from models.specs import GenerationParams, ModelSpec, Task, default_specs
+from models.refs import (
+    is_hub_id,
+    is_local_ref,
+    resolve_model_ref,
+    validate_gguf_file,
+    validate_revision,
+)
+from models.requests import GenerationParams
+from models.specs import ModelSpec, Task, default_specs
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -138,6 +145,33 @@ def test_hub_looking_name_of_an_existing_relative_folder_is_checked_as_a_path(
     assert resolve_model_ref("evil/model", [tmp_path]).kind == "local"
 
 
+@pytest.mark.parametrize(
+    ("ref", "local"),
+    [
+        ("/srv/models/job-1", True),
+        ("./models/job-1", True),
+        ("../job-1", True),
+        ("~/models/smol", True),
+        ("data/models/job-1", True),
+        ("C:\\models\\x", True),
+        ("gpt2", False),
+        ("owner/name", False),
+        ("has space", False),
+        ("", False),
+    ],
+)
+def test_local_path_or_hub_id(ref: str, local: bool) -> None:
+    assert is_local_ref(ref) is local
+
+
+def test_a_hub_looking_ref_naming_an_existing_folder_is_local(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "owner" / "name").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    assert is_local_ref("owner/name") and not is_local_ref("owner/other")
+
+
 def test_revision_and_gguf_names() -> None:
     validate_revision("main")
     validate_revision("v1.0")
@@ -157,7 +191,8 @@ def test_queue_full_message_names_position_and_eta() -> None:
 
 def test_cog_facing_modules_do_not_import_torch() -> None:
     code = (
-        "import sys, models, models.specs, models.results, models.errors, models.registry;"
+        "import sys, models, models.specs, models.results, models.errors, models.registry,"
+        " models.tasks, models.requests, models.streams, models.runners;"
         "assert 'torch' not in sys.modules, 'torch imported';"
         "assert 'transformers' not in sys.modules, 'transformers imported'"
     )

@@ -1,0 +1,106 @@
+"""Extractive QA over windows of the context, postprocessed as transformers 4.x's pipeline."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from models.errors import InvalidInput
+from models.qa import QAWindow, build_p_mask, encode_qa, postprocess_qa
+from models.requests import QARequest
+from models.results import QAResult
+from models.runners.common import (
+    Features,
+    forward_windows,
+    input_names,
+    model_max_length,
+    row,
+)
+from models.specs import ModelSpec
+
+
+@dataclass(frozen=True)
+class QAWindows:
+    """One question and context's tokenizer output: its windows, each a row of model inputs."""
+
+    encoded: Any
+    rows: list[Features]
+
+
+# Start and end logits of one window, cut to its length.
+SpanLogits = tuple[np.ndarray, np.ndarray]
+
+
+class QuestionAnsweringRunner:
+    """A :class:`~models.runners.base.Runner` for ``AutoModelForQuestionAnswering``."""
+
+    def __init__(self, model: Any, tokenizer: Any, spec: ModelSpec) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.spec = spec
+        self.max_seq_len = min(spec.max_seq_len, model_max_length(model, tokenizer))
+        self.doc_stride = min(spec.doc_stride, self.max_seq_len // 2)
+        self.inputs = input_names(model)
+        if getattr(tokenizer, "padding_side", "right") != "right":
+            raise ValueError("question-answering needs a tokenizer that pads on the right")
+
+    def size_of(self, request: QARequest) -> int:
+        return len(request.context)
+
+    def prepare(self, request: QARequest) -> QAWindows:
+        request.validate()
+        try:
+            encoded = encode_qa(
+                self.tokenizer,
+                request.question,
+                request.context,
+                max_seq_len=self.max_seq_len,
+                doc_stride=self.doc_stride,
+            )
+        except Exception as exc:
+            # e.g. a question so long that no context fits in a window.
+            raise InvalidInput(
+                f"This question and context cannot be processed ({str(exc).splitlines()[0][:120]}); "
+                "try a shorter question."
+            ) from exc
+        windows = range(len(encoded["input_ids"]))
+        return QAWindows(encoded, [row(encoded, self.inputs, w) for w in windows])
+
+    def forward(self, batch: Sequence[QAWindows]) -> list[list[SpanLogits]]:
+        outputs = forward_windows(
+            self.model,
+            self.tokenizer,
+            [request.rows for request in batch],
+            self.spec.forward_batch,
+            lambda out: (out.start_logits, out.end_logits),
+        )
+        return [[(start, end) for start, end in windows] for windows in outputs]
+
+    def finish(self, request: QARequest, prepared: QAWindows, output: list[SpanLogits]) -> QAResult:
+        encoded = prepared.encoded
+        windows = []
+        for w, (start_logits, end_logits) in enumerate(output):
+            input_ids = encoded["input_ids"][w]
+            sequence_ids = encoded.sequence_ids(w)
+            windows.append(
+                QAWindow(
+                    start_logits=start_logits[None],
+                    end_logits=end_logits[None],
+                    p_mask=build_p_mask(sequence_ids, input_ids, self.tokenizer.cls_token_id)[None],
+                    attention_mask=np.asarray(encoded["attention_mask"][w])[None],
+                    offsets=[tuple(o) for o in encoded["offset_mapping"][w]],
+                    word_ids=encoded.word_ids(w),
+                    sequence_ids=sequence_ids,
+                )
+            )
+        answers = postprocess_qa(
+            windows,
+            request.context,
+            top_k=max(1, request.top_k),
+            handle_impossible_answer=request.handle_impossible_answer,
+            max_answer_len=request.max_answer_len or self.spec.max_answer_len,
+        )
+        return QAResult(answers=tuple(answers), model_id=self.spec.model_id)
