@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from pathlib import PurePath
 from typing import TypeVar
 
@@ -50,11 +50,6 @@ async def fetch_attachment(
     if len(data) > max_bytes:  # the declared size lied
         raise UploadError(f"`{name}` is larger than the limit of {_size(max_bytes)}.")
     return data
-
-
-async def off_loop(function: Callable[..., T], *args: object) -> T:
-    """Run parsing work in the default executor so the gateway heartbeat keeps beating."""
-    return await asyncio.get_running_loop().run_in_executor(None, function, *args)
 
 
 def decode_text(data: bytes, name: str) -> str:

@@ -10,6 +10,7 @@ from bot.finetune.progress import LiveProgress
 from bot.finetune.records import SERVED_TASK, FineTuneJob, GuildModel, RollbackResult
 from bot.finetune.requests import SubmittedJob
 from bot.text import format_duration
+from models.refs import is_local_ref
 from models.specs import Task
 from models.training.process import TrainingResult
 from models.training.spec import JobStatus
@@ -44,7 +45,7 @@ def format_number(value: float) -> str:
 
 def model_label(ref: str) -> str:
     """A model ref as shown in Discord: a hub id, or just a local folder's name."""
-    return Path(ref).name if ("/" in ref and Path(ref).is_absolute()) else ref
+    return Path(ref).name if is_local_ref(ref) else ref
 
 
 def format_metrics(metrics: Mapping[str, float], *, skip: Sequence[str] = ()) -> str:

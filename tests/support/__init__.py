@@ -7,5 +7,6 @@
 - ``barebot``: a plain discord.py bot for testing the emulator itself.
 - ``probes``: test-only commands loaded into the real bot by the end-to-end tests.
 - ``e2e``: types of the end-to-end fixtures.
+- ``finetune``: a stand-in training worker, a recording job reporter and model switch.
 - ``waiting``: wait for a condition instead of sleeping.
 """
