@@ -1,7 +1,8 @@
 """Per-channel question-answering contexts, stored in SQLite: the service `/context` and `/ask` use.
 
 A thread may have a context of its own; without one it reads its parent channel's. Who may
-replace or clear a context is decided here, and clearing is written to the audit log.
+replace or clear a context is decided here (its author, or members who may manage messages),
+inside the same transaction that writes, and clearing is written to the audit log.
 """
 
 from __future__ import annotations
@@ -27,6 +28,12 @@ class QAContext:
     created_at: datetime
     updated_by: int
     updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Appended:
+    context: QAContext
+    copied_parent: bool  # a thread's own context was started from its parent channel's
 
 
 def _now() -> datetime:
@@ -74,9 +81,19 @@ class ContextStore:
         return inherited, inherited is not None
 
     async def set(
-        self, *, channel_id: int, guild_id: int | None, body: str, source: str, author_id: int
+        self,
+        *,
+        channel_id: int,
+        guild_id: int | None,
+        body: str,
+        source: str,
+        author_id: int,
+        may_manage: bool = False,
     ) -> QAContext:
-        """Replace the channel's context; the setter becomes its author."""
+        """Replace the channel's context; the setter becomes its author.
+
+        Replacing a context someone else set needs ``may_manage`` (Manage Messages).
+        """
         body = body.strip()
         if not body:
             raise UserFacingError("The context is empty; give some text to answer questions from.")
@@ -92,6 +109,16 @@ class ContextStore:
                 updated_by = excluded.updated_by, updated_at = excluded.updated_at
         """
         async with self._store.transaction() as conn:
+            async with conn.execute(
+                "SELECT author_id FROM qa_contexts WHERE channel_id = ?", (channel_id,)
+            ) as cursor:
+                row = await cursor.fetchone()
+            if row is not None and row[0] != author_id and not may_manage:
+                raise UserFacingError(
+                    f"This channel's context was set by <@{row[0]}>; only they or members with "
+                    "the Manage Messages permission can replace it. Add to it with "
+                    "`/context append` instead."
+                )
             await conn.execute(
                 query, (channel_id, guild_id, body, source, author_id, now, author_id, now)
             )
@@ -100,17 +127,34 @@ class ContextStore:
         return context
 
     async def append(
-        self, *, channel_id: int, guild_id: int | None, body: str, source: str, author_id: int
-    ) -> QAContext:
-        """Add text at the end (a new paragraph); starts a context when there is none."""
+        self,
+        *,
+        channel_id: int,
+        guild_id: int | None,
+        body: str,
+        source: str,
+        author_id: int,
+        parent_id: int | None = None,
+    ) -> Appended:
+        """Add text at the end (a new paragraph); starts a context when there is none.
+
+        In a thread (``parent_id`` set) that only inherits its parent channel's context, the
+        thread's own context starts as a copy of the parent's, so appending never hides it.
+        """
         body = body.strip()
         if not body:
             raise UserFacingError("There is nothing to add; give some text.")
+        copied_parent = False
         async with self._store.transaction() as conn:
-            async with conn.execute(
-                "SELECT body FROM qa_contexts WHERE channel_id = ?", (channel_id,)
-            ) as cursor:
+            query = "SELECT body FROM qa_contexts WHERE channel_id = ?"
+            async with conn.execute(query, (channel_id,)) as cursor:
                 row = await cursor.fetchone()
+            if row is None and parent_id is not None:
+                async with conn.execute(query, (parent_id,)) as cursor:
+                    parent = await cursor.fetchone()
+                if parent is not None:
+                    body = f"{parent[0]}\n\n{body}"
+                    copied_parent = True
             now = _now().isoformat()
             if row is None:
                 self._check_size(len(body))
@@ -132,7 +176,7 @@ class ContextStore:
                 await conn.execute(query, (combined, author_id, now, channel_id))
         context = await self.get(channel_id)
         assert context is not None
-        return context
+        return Appended(context, copied_parent)
 
     async def clear(self, channel_id: int, *, user_id: int, may_manage: bool) -> QAContext:
         """Remove the channel's own context and audit it.

@@ -73,9 +73,7 @@ class QuestionAnswering(commands.Cog):
     ) -> tuple[QAContext | None, bool]:
         """This channel's context, or for a thread without one its parent channel's."""
         assert interaction.channel_id is not None
-        channel = interaction.channel
-        parent_id = channel.parent_id if isinstance(channel, discord.Thread) else None
-        return await self.contexts.effective(interaction.channel_id, parent_id)
+        return await self.contexts.effective(interaction.channel_id, _parent_id(interaction))
 
     @context.command(name="set")
     @app_commands.describe(text="The text questions in this channel will be answered from")
@@ -89,6 +87,7 @@ class QuestionAnswering(commands.Cog):
             body=text,
             source="text",
             author_id=interaction.user.id,
+            may_manage=interaction.permissions.manage_messages,
         )
         await send(
             interaction,
@@ -101,14 +100,23 @@ class QuestionAnswering(commands.Cog):
         """Add text to this channel's context."""
         assert interaction.channel_id is not None
         text = bounded_text(text, self.bot.settings.context_max_chars, what="text")
-        stored = await self.contexts.append(
+        appended = await self.contexts.append(
             channel_id=interaction.channel_id,
             guild_id=interaction.guild_id,
             body=text,
             source="text",
             author_id=interaction.user.id,
+            parent_id=_parent_id(interaction),
         )
-        await send(interaction, f"Added. The context is now {len(stored.body):,} characters.")
+        size = len(appended.context.body)
+        if appended.copied_parent:
+            text = (
+                "Added. This thread now has its own context: the parent channel's, with your "
+                f"text at the end ({size:,} characters). The parent channel's is unchanged."
+            )
+        else:
+            text = f"Added. The context is now {size:,} characters."
+        await send(interaction, text)
 
     @context.command(name="upload")
     @app_commands.describe(file="A .txt or .md file (UTF-8) to use as this channel's context")
@@ -126,6 +134,7 @@ class QuestionAnswering(commands.Cog):
             body=text,
             source=f"file {file.filename}",
             author_id=interaction.user.id,
+            may_manage=interaction.permissions.manage_messages,
         )
         await send(
             interaction,
@@ -188,6 +197,11 @@ class QuestionAnswering(commands.Cog):
             interaction,
             format_answer(question, context, best.text, best.score, best.start, best.end),
         )
+
+
+def _parent_id(interaction: discord.Interaction[HFCordBot]) -> int | None:
+    channel = interaction.channel
+    return channel.parent_id if isinstance(channel, discord.Thread) else None
 
 
 async def setup(bot: HFCordBot) -> None:

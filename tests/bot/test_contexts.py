@@ -24,9 +24,11 @@ async def test_set_get_append_clear(store: Store) -> None:
         channel_id=1, guild_id=9, body="  Paris is in France. ", source="text", author_id=5
     )
     assert (first.body, first.author_id, first.source) == ("Paris is in France.", 5, "text")
-    appended = await contexts.append(
-        channel_id=1, guild_id=9, body="Rome is in Italy.", source="text", author_id=6
-    )
+    appended = (
+        await contexts.append(
+            channel_id=1, guild_id=9, body="Rome is in Italy.", source="text", author_id=6
+        )
+    ).context
     assert appended.body == "Paris is in France.\n\nRome is in Italy."
     assert appended.author_id == 5 and appended.updated_by == 6
     assert appended.created_at == first.created_at
@@ -51,6 +53,35 @@ async def test_clear_is_for_the_author_or_managers_and_is_audited(store: Store) 
     assert "set by 5" in entry.detail
 
 
+async def test_only_the_author_or_a_manager_replaces_a_context(store: Store) -> None:
+    contexts = ContextStore(store, max_chars=1000)
+    await contexts.set(channel_id=1, guild_id=9, body="mine", source="text", author_id=5)
+    with pytest.raises(UserFacingError, match="only they or members with the Manage Messages"):
+        await contexts.set(channel_id=1, guild_id=9, body="theirs", source="text", author_id=6)
+    kept = await contexts.get(1)
+    assert kept is not None and kept.body == "mine"
+    await contexts.set(channel_id=1, guild_id=9, body="again", source="text", author_id=5)
+    managed = await contexts.set(
+        channel_id=1, guild_id=9, body="theirs", source="text", author_id=6, may_manage=True
+    )
+    assert (managed.body, managed.author_id) == ("theirs", 6)
+
+
+async def test_appending_in_an_inheriting_thread_copies_the_parent(store: Store) -> None:
+    contexts = ContextStore(store, max_chars=1000)
+    await contexts.set(channel_id=1, guild_id=9, body="parent", source="text", author_id=5)
+    first = await contexts.append(
+        channel_id=2, guild_id=9, body="more", source="text", author_id=6, parent_id=1
+    )
+    assert first.copied_parent and first.context.body == "parent\n\nmore"
+    second = await contexts.append(
+        channel_id=2, guild_id=9, body="again", source="text", author_id=6, parent_id=1
+    )
+    assert not second.copied_parent and second.context.body == "parent\n\nmore\n\nagain"
+    parent = await contexts.get(1)
+    assert parent is not None and parent.body == "parent"
+
+
 async def test_a_thread_falls_back_to_its_parent(store: Store) -> None:
     contexts = ContextStore(store, max_chars=1000)
     assert await contexts.effective(2, parent_id=1) == (None, False)
@@ -65,7 +96,12 @@ async def test_set_replaces_and_takes_authorship(store: Store) -> None:
     contexts = ContextStore(store, max_chars=1000)
     await contexts.set(channel_id=1, guild_id=None, body="old", source="text", author_id=5)
     new = await contexts.set(
-        channel_id=1, guild_id=None, body="new", source="file notes.md", author_id=7
+        channel_id=1,
+        guild_id=None,
+        body="new",
+        source="file notes.md",
+        author_id=7,
+        may_manage=True,
     )
     assert (new.body, new.author_id, new.source) == ("new", 7, "file notes.md")
 

@@ -126,6 +126,49 @@ async def test_context_clear_is_for_its_author_or_message_managers(
     assert "cleared" in cleared.text
 
 
+async def test_replacing_someone_elses_context_needs_its_author_or_message_managers(
+    emu: DiscordEmulator, hfcord: HFCordBot
+) -> None:
+    await (await emu.slash("context set", {"text": "Rules: be kind."}, user=emu.member)).final()
+    stranger = emu.add_user("stranger", guilds=[emu.guild])
+    for command, options in (
+        ("context set", {"text": "Rules: anything goes."}),
+        ("context upload", {"file": emu.attachment("rules.txt", "Rules: none.")}),
+    ):
+        refused = await emu.slash(command, options, user=stranger)
+        await refused.final()
+        assert "only they or members with the Manage Messages" in refused.text, command
+    kept = await emu.slash("context show", user=stranger)
+    await kept.final()
+    assert "Rules: be kind." in kept.text
+    # Appending is not replacing: anyone may add, and the author stays the author.
+    added = await emu.slash("context append", {"text": "Be brief."}, user=stranger)
+    await added.final()
+    assert "Added." in added.text
+    again = await emu.slash("context set", {"text": "Rules: be kind, always."}, user=emu.member)
+    await again.final()
+    assert "Context set" in again.text
+    by_admin = await emu.slash("context set", {"text": "Rules: by the admin."}, user=emu.admin)
+    await by_admin.final()
+    assert "Context set" in by_admin.text
+
+
+async def test_appending_in_a_thread_keeps_the_parent_context_visible(
+    emu: DiscordEmulator, hfcord: HFCordBot
+) -> None:
+    await (await emu.slash("context set", {"text": "The sky is blue."})).final()
+    added = await emu.slash("context append", {"text": "Grass is green."}, channel=emu.thread)
+    await added.final()
+    assert "parent channel's is unchanged" in added.text
+    in_thread = await emu.slash("context show", channel=emu.thread)
+    await in_thread.final()
+    assert "The sky is blue." in in_thread.text and "Grass is green." in in_thread.text
+    assert "inherited" not in in_thread.text
+    parent = await emu.slash("context show")
+    await parent.final()
+    assert "The sky is blue." in parent.text and "Grass is green." not in parent.text
+
+
 async def test_contexts_survive_a_restart(
     emu: DiscordEmulator, run_bot: BotRunner, settings: Settings
 ) -> None:
