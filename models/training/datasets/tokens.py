@@ -74,10 +74,14 @@ def tokens_from_rows(
 
 def _check_tag(tag: str, where: Location) -> None:
     if not TAG_RE.match(tag):
-        raise DatasetError(
-            f"{where.describe()}: tag {tag!r} is not an IOB tag (O, B-TYPE or I-TYPE); each line "
-            "needs the token first and its tag last."
-        )
+        raise _not_a_tag(tag, where)
+
+
+def _not_a_tag(tag: str, where: Location) -> DatasetError:
+    return DatasetError(
+        f"{where.describe()}: tag {tag!r} is not an IOB tag (O, B-TYPE or I-TYPE); each line "
+        "needs the token first and its tag last."
+    )
 
 
 def _parse_conll(text: str, source: str) -> ParsedDataset:
@@ -96,16 +100,16 @@ def _parse_conll(text: str, source: str) -> ParsedDataset:
         if not line.strip() or line.startswith("-DOCSTART-"):
             flush()
             continue
-        where = Location(source, line=number)
         fields = line.split()
         if len(fields) < 2:
             raise DatasetError(
-                f"{where.describe()} has only one field ({fields[0]!r}); each line needs a "
-                "token and its tag separated by a space or tab."
+                f"{Location(source, line=number).describe()} has only one field "
+                f"({fields[0]!r}); each line needs a token and its tag separated by a space or tab."
             )
-        _check_tag(fields[-1], where)
+        if not TAG_RE.match(fields[-1]):
+            raise _not_a_tag(fields[-1], Location(source, line=number))
         if not tokens:
-            start = where
+            start = Location(source, line=number)
         tokens.append(fields[0])
         tags.append(fields[-1])
     flush()
