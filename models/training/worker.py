@@ -5,7 +5,8 @@ progress as JSON lines on its stdout (everything else printed goes to stderr), e
 one ``final`` event. It runs in its own process so that a crash or running out of memory
 never takes the bot down. SIGTERM or the spec's cancel file stop it between steps; a
 cancelled or failed run leaves nothing at the output path, a completed one appears there
-in one rename.
+in one rename. What differs between tasks (model class, features, collator, metrics) comes
+from the task's entry in :mod:`models.training.tasks`.
 """
 
 from __future__ import annotations
