@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from models.specs import Task
 from models.training import features
@@ -29,7 +29,9 @@ from models.training.datasets.classification import (
 from models.training.datasets.qa import parse_qa, qa_from_rows
 from models.training.datasets.tokens import parse_tokens, tokens_from_rows
 from models.training.datasets.types import ColumnSpec, DataFormat, ParsedDataset, Row, TrainTask
-from models.training.features import FeatureList, QAFeatureMap
+
+if TYPE_CHECKING:
+    from models.training.features import FeatureList, QAFeatureMap
 
 # (text, format, source name, columns) -> dataset
 TextParser = Callable[[str, DataFormat, str, ColumnSpec], ParsedDataset]

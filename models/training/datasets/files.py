@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+# The task table imports this package's parsers: take the module, not its names, so that
+# either may be imported first.
 from models.training import tasks
 from models.training.datasets.decoding import TextDecodeError, decode_text
 from models.training.datasets.detection import detect_format

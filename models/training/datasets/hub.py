@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+# The task table imports this package's parsers: take the module, not its names, so that
+# either may be imported first.
 from models.training import tasks
 from models.training.datasets.types import (
     ColumnSpec,
