@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from models.training.datasets import (
+from models.training.datasets.types import (
     ClassificationExample,
     QAExample,
     TextExample,
@@ -26,7 +26,7 @@ class FeatureList(list[dict[str, Any]]):
 def classification_features(
     examples: Sequence[ClassificationExample],
     tokenizer: Any,
-    label2id: dict[str, int],
+    label2id: Mapping[str, int],
     max_length: int,
 ) -> FeatureList:
     """Single sentences or pairs, truncated; padding happens per batch in the collator."""
@@ -46,7 +46,7 @@ def classification_features(
 def token_features(
     examples: Sequence[TokenExample],
     tokenizer: Any,
-    label2id: dict[str, int],
+    label2id: Mapping[str, int],
     max_length: int,
 ) -> FeatureList:
     """Word-level tags aligned to word pieces: the first piece carries the tag, the rest -100."""

@@ -6,21 +6,13 @@ import math
 import re
 import string
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from models.training.datasets import QAExample
+from models.training.datasets.types import QAExample
 from models.training.features import IGNORE_INDEX, QAFeatureMap
-
-# The metric each task reports as "the" eval metric (progress lines, curve, job summary).
-PRIMARY_METRIC = {
-    "text-classification": "accuracy",
-    "token-classification": "f1",
-    "question-answering": "f1",
-    "causal-lm": "perplexity",
-}
 
 
 def classification_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
@@ -40,7 +32,7 @@ def classification_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, 
 
 
 def token_metrics(
-    logits: np.ndarray, labels: np.ndarray, id2label: dict[int, str]
+    logits: np.ndarray, labels: np.ndarray, id2label: Mapping[int, str]
 ) -> dict[str, float]:
     """Entity-level precision/recall/F1 (seqeval) over first word pieces, plus tag accuracy."""
     from seqeval.metrics import f1_score, precision_score, recall_score

@@ -5,7 +5,8 @@ progress as JSON lines on its stdout (everything else printed goes to stderr), e
 one ``final`` event. It runs in its own process so that a crash or running out of memory
 never takes the bot down. SIGTERM or the spec's cancel file stop it between steps; a
 cancelled or failed run leaves nothing at the output path, a completed one appears there
-in one rename.
+in one rename. What differs between tasks (model class, features, collator, metrics) comes
+from the task's entry in :mod:`models.training.tasks`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import tempfile
 import time
 import traceback
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -28,7 +30,6 @@ from models.training.datasets import (
     ColumnSpec,
     DatasetError,
     ParsedDataset,
-    TrainTask,
     check_validation,
     sample_examples,
     split_holdout,
@@ -48,6 +49,7 @@ from models.training.spec import (
     JobSpec,
     JobSpecError,
 )
+from models.training.tasks import EvalSet, TaskSpec, task_spec
 
 logger = logging.getLogger(__name__)
 
@@ -113,8 +115,12 @@ def load_data(spec: JobSpec, emit: Emit) -> tuple[ParsedDataset, ParsedDataset]:
 # --------------------------------------------------------------------------- trainer glue
 
 
-def _make_callback(spec: JobSpec, emit: Emit, stop: StopFlag, primary: str, history: list) -> Any:
+def _make_callback(
+    spec: JobSpec, entry: TaskSpec, emit: Emit, stop: StopFlag, history: list
+) -> Any:
     from transformers import TrainerCallback
+
+    primary = entry.primary_metric
 
     class ProgressCallback(TrainerCallback):  # type: ignore[misc]
         """Progress events (throttled), loss/metric history, and the graceful stop."""
@@ -166,10 +172,8 @@ def _make_callback(spec: JobSpec, emit: Emit, stop: StopFlag, primary: str, hist
             if not metrics:
                 return
             metrics = dict(metrics)
-            if spec.task is TrainTask.CAUSAL_LM:
-                from models.training.metrics import add_perplexity
-
-                add_perplexity(metrics)
+            if entry.derive_metrics is not None:
+                entry.derive_metrics(metrics)
             self.last_eval = metrics
             self.last_eval_step = state.global_step
             clean = _clean_metrics(metrics)
@@ -204,7 +208,8 @@ def _clean_metrics(metrics: dict[str, Any]) -> dict[str, float]:
     return out
 
 
-def _effective_max_length(spec: JobSpec, tokenizer: Any, config: Any) -> int:
+def _effective_max_length(spec: JobSpec, config: Any) -> int:
+    """The spec's max length, capped at what the model's position embeddings allow."""
     limit = spec.max_length
     for attr in ("max_position_embeddings", "n_positions"):
         value = getattr(config, attr, None)
@@ -213,48 +218,27 @@ def _effective_max_length(spec: JobSpec, tokenizer: Any, config: Any) -> int:
     return limit
 
 
-def _load_model(spec: JobSpec, train: ParsedDataset) -> tuple[Any, Any, dict[int, str]]:
-    from transformers import (
-        AutoModelForCausalLM,
-        AutoModelForQuestionAnswering,
-        AutoModelForSequenceClassification,
-        AutoModelForTokenClassification,
-        AutoTokenizer,
-    )
+def _load_model(spec: JobSpec, entry: TaskSpec, labels: tuple[str, ...]) -> tuple[Any, Any]:
+    """The tokenizer and the model (with a head sized by ``labels`` where the task has one)."""
+    from transformers import AutoTokenizer
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(spec.base_model)
     except Exception as exc:
         raise JobSpecError(f"Couldn't load the tokenizer of {spec.base_model!r}: {exc}") from exc
-    id2label = dict(enumerate(train.labels))
-    label2id = {label: i for i, label in id2label.items()}
+    head: dict[str, Any] = {}
+    if entry.head_from_labels:
+        head = {
+            "num_labels": len(labels),
+            "id2label": dict(enumerate(labels)),
+            "label2id": {label: i for i, label in enumerate(labels)},
+            "ignore_mismatched_sizes": True,
+        }
     try:
-        if spec.task is TrainTask.TEXT_CLASSIFICATION:
-            model = AutoModelForSequenceClassification.from_pretrained(
-                spec.base_model,
-                num_labels=len(id2label),
-                id2label=id2label,
-                label2id=label2id,
-                ignore_mismatched_sizes=True,
-            )
-        elif spec.task is TrainTask.TOKEN_CLASSIFICATION:
-            model = AutoModelForTokenClassification.from_pretrained(
-                spec.base_model,
-                num_labels=len(id2label),
-                id2label=id2label,
-                label2id=label2id,
-                ignore_mismatched_sizes=True,
-            )
-        elif spec.task is TrainTask.QUESTION_ANSWERING:
-            model = AutoModelForQuestionAnswering.from_pretrained(spec.base_model)
-        else:
-            model = AutoModelForCausalLM.from_pretrained(spec.base_model)
+        model = entry.auto_model().from_pretrained(spec.base_model, **head)
     except Exception as exc:
         raise JobSpecError(f"Couldn't load {spec.base_model!r} for {spec.task}: {exc}") from exc
-    if not getattr(tokenizer, "is_fast", False) and spec.task in (
-        TrainTask.TOKEN_CLASSIFICATION,
-        TrainTask.QUESTION_ANSWERING,
-    ):
+    if entry.needs_fast_tokenizer and not getattr(tokenizer, "is_fast", False):
         raise JobSpecError(
             f"{spec.base_model!r} has no fast tokenizer, which {spec.task} training needs."
         )
@@ -262,7 +246,7 @@ def _load_model(spec: JobSpec, train: ParsedDataset) -> tuple[Any, Any, dict[int
         # GPT-style tokenizers have no pad token; batching (and pipelines later) need one.
         tokenizer.pad_token = tokenizer.eos_token
         model.config.pad_token_id = tokenizer.eos_token_id
-    return tokenizer, model, id2label
+    return tokenizer, model
 
 
 def run_job(spec: JobSpec, emit: Emit, stop: StopFlag | None = None) -> dict[str, Any]:
@@ -285,61 +269,26 @@ def run_job(spec: JobSpec, emit: Emit, stop: StopFlag | None = None) -> dict[str
     from transformers import set_seed
 
     set_seed(spec.seed)  # before loading: a new head's initial weights come from the seed too
-    tokenizer, model, id2label = _load_model(spec, train)
-    label2id = {v: k for k, v in id2label.items()}
-    max_length = _effective_max_length(spec, tokenizer, model.config)
+    entry = task_spec(spec.task)
+    tokenizer, model = _load_model(spec, entry, train.labels)
+    id2label = dict(enumerate(train.labels))
+    label2id = {label: i for i, label in id2label.items()}
+    max_length = _effective_max_length(spec, model.config)
     stop.check()
 
     emit({"event": EVENT_PHASE, "phase": "tokenizing"})
-    from transformers import (
-        DataCollatorForTokenClassification,
-        DataCollatorWithPadding,
-        PrinterCallback,
-        Trainer,
-        TrainingArguments,
-        default_data_collator,
-    )
+    from transformers import PrinterCallback, Trainer, TrainingArguments
 
-    from models.training import features as F
-    from models.training import metrics as M
-
-    compute_metrics: Callable[[Any], dict[str, float]] | None
-    label_names: list[str] | None = None
-    if spec.task is TrainTask.TEXT_CLASSIFICATION:
-        train_f = F.classification_features(train.examples, tokenizer, label2id, max_length)
-        eval_f = F.classification_features(validation.examples, tokenizer, label2id, max_length)
-        collator: Any = DataCollatorWithPadding(tokenizer)
-
-        def compute_metrics(p: Any) -> dict[str, float]:
-            return M.classification_metrics(p.predictions, p.label_ids)
-
-    elif spec.task is TrainTask.TOKEN_CLASSIFICATION:
-        train_f = F.token_features(train.examples, tokenizer, label2id, max_length)
-        eval_f = F.token_features(validation.examples, tokenizer, label2id, max_length)
-        collator = DataCollatorForTokenClassification(tokenizer)
-
-        def compute_metrics(p: Any) -> dict[str, float]:
-            return M.token_metrics(p.predictions, p.label_ids, id2label)
-
-    elif spec.task is TrainTask.QUESTION_ANSWERING:
-        train_f, _ = F.qa_features(train.examples, tokenizer, max_length)
-        eval_f, eval_map = F.qa_features(validation.examples, tokenizer, max_length)
-        collator = default_data_collator
-        label_names = ["start_positions", "end_positions"]
-        eval_examples = validation.examples
-
-        def compute_metrics(p: Any) -> dict[str, float]:
-            start_logits, end_logits = p.predictions[:2]
-            texts = M.qa_predictions(start_logits, end_logits, eval_map, eval_examples)
-            return M.squad_scores(texts, eval_examples)
-
-    else:
-        train_f = F.causal_features(train.examples, tokenizer, max_length)
-        eval_f = F.causal_features(validation.examples, tokenizer, max_length)
-        collator = default_data_collator
-        compute_metrics = None
+    train_f = entry.encode(train.examples, tokenizer, label2id, max_length).features
+    eval_encoded = entry.encode(validation.examples, tokenizer, label2id, max_length)
+    eval_f = eval_encoded.features
     if not train_f or not eval_f:
         raise DatasetError("After tokenization there is nothing left to train or evaluate on.")
+    compute_metrics = None
+    if entry.metrics is not None:
+        compute_metrics = partial(
+            entry.metrics, EvalSet(validation.examples, eval_encoded, id2label)
+        )
     stop.check()
 
     steps_per_epoch = math.ceil(len(train_f) / spec.batch_size)
@@ -349,8 +298,8 @@ def run_job(spec: JobSpec, emit: Emit, stop: StopFlag | None = None) -> dict[str
     use_cpu = spec.device == "cpu" or not torch.cuda.is_available()
     scratch = tempfile.mkdtemp(prefix="hfcord-trainer-")
     history: list[dict[str, Any]] = []
-    primary = M.PRIMARY_METRIC[spec.task.value]
-    callback = _make_callback(spec, emit, stop, primary, history)
+    primary = entry.primary_metric
+    callback = _make_callback(spec, entry, emit, stop, history)
     try:
         args = TrainingArguments(
             output_dir=scratch,
@@ -372,12 +321,12 @@ def run_job(spec: JobSpec, emit: Emit, stop: StopFlag | None = None) -> dict[str
             use_cpu=use_cpu,
             dataloader_num_workers=0,
             remove_unused_columns=False,
-            label_names=label_names,
+            label_names=list(entry.label_names) if entry.label_names else None,
         )
         trainer = Trainer(
             model=model,
             args=args,
-            data_collator=collator,
+            data_collator=entry.collator(tokenizer),
             train_dataset=train_f,
             eval_dataset=eval_f,
             processing_class=tokenizer,
