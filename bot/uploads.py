@@ -5,13 +5,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Collection
 from pathlib import PurePath
-from typing import TypeVar
 
 import discord
 
 from bot.errors import UserFacingError
-
-T = TypeVar("T")
+from models.decoding import TextDecodeError, decode_text
 
 TEXT_SUFFIXES = frozenset({".txt", ".md", ".markdown"})
 
@@ -52,31 +50,16 @@ async def fetch_attachment(
     return data
 
 
-def decode_text(data: bytes, name: str) -> str:
-    """UTF-8 text (BOM and CRLF allowed) or an `UploadError` naming what is wrong."""
-    if not data.strip():
-        raise UploadError(f"`{name}` is empty.")
-    if b"\x00" in data:
-        raise UploadError(
-            f"`{name}` looks like a binary file, not text. Upload a .txt or .md file."
-        )
+def decode_upload(data: bytes, name: str) -> str:
+    """A .txt/.md upload as text (UTF-8 or UTF-16 with a BOM; CRLF allowed), or an `UploadError`
+    naming what is wrong and on which line."""
     try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise UploadError(
-            f"`{name}` is not UTF-8 text (line {line}). Save it as UTF-8 and upload it again."
-        ) from None
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    control = sum(1 for ch in text if ord(ch) < 32 and ch not in "\n\t\f")
-    if control > max(8, len(text) // 100):
-        raise UploadError(
-            f"`{name}` looks like a binary file, not text. Upload a .txt or .md file."
-        )
-    return text
+        return decode_text(data, f"`{name}`", wanted="a .txt or .md file (UTF-8)")
+    except TextDecodeError as exc:
+        raise UploadError(str(exc)) from None
 
 
 async def read_text_attachment(attachment: discord.Attachment, *, max_bytes: int) -> str:
     """A .txt/.md attachment as text, downloaded within the size cap and decoded off the loop."""
     data = await fetch_attachment(attachment, max_bytes=max_bytes, suffixes=TEXT_SUFFIXES)
-    return await asyncio.to_thread(decode_text, data, attachment.filename)
+    return await asyncio.to_thread(decode_upload, data, attachment.filename)

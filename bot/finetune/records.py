@@ -11,14 +11,10 @@ from bot.store import Store
 from models.specs import Task
 from models.training.datasets import TrainTask
 from models.training.spec import JobStatus
+from models.training.tasks import task_spec
 
-# Which served task a fine-tuned model replaces when promoted.
-SERVED_TASK: dict[TrainTask, Task] = {
-    TrainTask.TEXT_CLASSIFICATION: Task.SENTIMENT,
-    TrainTask.TOKEN_CLASSIFICATION: Task.NER,
-    TrainTask.QUESTION_ANSWERING: Task.QA,
-    TrainTask.CAUSAL_LM: Task.GENERATION,
-}
+# Which served task a fine-tuned model replaces when promoted (from the training task table).
+SERVED_TASK: dict[TrainTask, Task] = {task: task_spec(task).served_as for task in TrainTask}
 
 ACTIVE_STATUSES = tuple(status for status in JobStatus if status.is_active)
 INTERRUPTED_REASON = "The bot restarted while this job was {status}; start it again if needed."

@@ -18,16 +18,28 @@ from models.training.datasets import (
     parse_dataset,
 )
 from models.training.process import TrainingEvent, TrainingProcess, TrainingResult
-from models.training.spec import DataSource, JobSpec, JobSpecError
+from models.training.spec import (
+    DEFAULT_HYPERPARAMETERS,
+    DataSource,
+    EventKind,
+    Hyperparameters,
+    JobSpec,
+    JobSpecError,
+    JobStatus,
+)
 
 __all__ = [
+    "DEFAULT_HYPERPARAMETERS",
     "ColumnSpec",
     "DataFormat",
     "DataSource",
     "DatasetError",
     "DatasetSummary",
+    "EventKind",
+    "Hyperparameters",
     "JobSpec",
     "JobSpecError",
+    "JobStatus",
     "ParsedDataset",
     "TrainTask",
     "TrainingEvent",

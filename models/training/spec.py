@@ -74,17 +74,6 @@ class JobStatus(StrEnum):
         return EXIT_CANCELLED if self is JobStatus.CANCELLED else EXIT_FAILED
 
 
-# The names models/training/worker.py imports (the same values as EventKind and JobStatus).
-EVENT_PHASE = EventKind.PHASE
-EVENT_DATASET = EventKind.DATASET
-EVENT_PROGRESS = EventKind.PROGRESS
-EVENT_EVAL = EventKind.EVAL
-EVENT_FINAL = EventKind.FINAL
-STATUS_COMPLETED = JobStatus.COMPLETED
-STATUS_FAILED = JobStatus.FAILED
-STATUS_CANCELLED = JobStatus.CANCELLED
-
-
 class JobSpecError(ValueError):
     """A job parameter out of range; ``str()`` is a sentence for the user."""
 
@@ -249,17 +238,9 @@ class JobSpec:
 
 __all__ = [
     "DEFAULT_HYPERPARAMETERS",
-    "EVENT_DATASET",
-    "EVENT_EVAL",
-    "EVENT_FINAL",
-    "EVENT_PHASE",
-    "EVENT_PROGRESS",
     "EXIT_CANCELLED",
     "EXIT_COMPLETED",
     "EXIT_FAILED",
-    "STATUS_CANCELLED",
-    "STATUS_COMPLETED",
-    "STATUS_FAILED",
     "DataSource",
     "DatasetError",
     "EventKind",

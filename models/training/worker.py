@@ -34,21 +34,7 @@ from models.training.datasets import (
     sample_examples,
     split_holdout,
 )
-from models.training.spec import (
-    EVENT_DATASET,
-    EVENT_EVAL,
-    EVENT_FINAL,
-    EVENT_PHASE,
-    EVENT_PROGRESS,
-    EXIT_CANCELLED,
-    EXIT_COMPLETED,
-    EXIT_FAILED,
-    STATUS_CANCELLED,
-    STATUS_COMPLETED,
-    STATUS_FAILED,
-    JobSpec,
-    JobSpecError,
-)
+from models.training.spec import EventKind, JobSpec, JobSpecError, JobStatus
 from models.training.tasks import EvalSet, TaskSpec, task_spec
 
 logger = logging.getLogger(__name__)
@@ -101,7 +87,7 @@ def load_data(spec: JobSpec, emit: Emit) -> tuple[ParsedDataset, ParsedDataset]:
         validation = sample_examples(validation, spec.max_eval_examples, seed=spec.seed)
     emit(
         {
-            "event": EVENT_DATASET,
+            "event": EventKind.DATASET,
             "train_examples": len(train),
             "eval_examples": len(validation),
             "labels": list(train.labels),
@@ -147,7 +133,7 @@ def _make_callback(
                 rate = elapsed / max(1, state.global_step)
                 emit(
                     {
-                        "event": EVENT_PROGRESS,
+                        "event": EventKind.PROGRESS,
                         "phase": "training",
                         "step": state.global_step,
                         "max_steps": state.max_steps,
@@ -180,7 +166,7 @@ def _make_callback(
             history.append({"step": state.global_step, "epoch": state.epoch, "eval": clean})
             emit(
                 {
-                    "event": EVENT_EVAL,
+                    "event": EventKind.EVAL,
                     "step": state.global_step,
                     "epoch": round(float(state.epoch or 0.0), 4),
                     "metrics": clean,
@@ -257,11 +243,11 @@ def run_job(spec: JobSpec, emit: Emit, stop: StopFlag | None = None) -> dict[str
     stop.check()
     output_dir = Path(spec.output_dir).resolve()
 
-    emit({"event": EVENT_PHASE, "phase": "loading_data"})
+    emit({"event": EventKind.PHASE, "phase": "loading_data"})
     train, validation = load_data(spec, emit)
     stop.check()
 
-    emit({"event": EVENT_PHASE, "phase": "loading_model"})
+    emit({"event": EventKind.PHASE, "phase": "loading_model"})
     import torch
 
     if spec.torch_threads:
@@ -276,7 +262,7 @@ def run_job(spec: JobSpec, emit: Emit, stop: StopFlag | None = None) -> dict[str
     max_length = _effective_max_length(spec, model.config)
     stop.check()
 
-    emit({"event": EVENT_PHASE, "phase": "tokenizing"})
+    emit({"event": EventKind.PHASE, "phase": "tokenizing"})
     from transformers import PrinterCallback, Trainer, TrainingArguments
 
     train_f = entry.encode(train.examples, tokenizer, label2id, max_length).features
@@ -336,7 +322,7 @@ def run_job(spec: JobSpec, emit: Emit, stop: StopFlag | None = None) -> dict[str
         trainer.remove_callback(PrinterCallback)  # our events replace its printed log dicts
         emit(
             {
-                "event": EVENT_PHASE,
+                "event": EventKind.PHASE,
                 "phase": "training",
                 "max_steps": total_steps,
                 "train_features": len(train_f),
@@ -346,7 +332,7 @@ def run_job(spec: JobSpec, emit: Emit, stop: StopFlag | None = None) -> dict[str
         train_out = trainer.train()
         stop.check()
         if callback.last_eval_step != trainer.state.global_step:
-            emit({"event": EVENT_PHASE, "phase": "evaluating"})
+            emit({"event": EventKind.PHASE, "phase": "evaluating"})
             trainer.evaluate()
         stop.check()
         final_metrics = _clean_metrics(callback.last_eval or {})
@@ -357,7 +343,7 @@ def run_job(spec: JobSpec, emit: Emit, stop: StopFlag | None = None) -> dict[str
         final_metrics["epochs"] = round(float(trainer.state.epoch or 0.0), 4)
         final_metrics["train_seconds"] = round(time.monotonic() - started, 1)
 
-        emit({"event": EVENT_PHASE, "phase": "saving"})
+        emit({"event": EventKind.PHASE, "phase": "saving"})
         final_dir = _save_atomically(
             output_dir,
             lambda tmp: _write_outputs(
@@ -367,8 +353,8 @@ def run_job(spec: JobSpec, emit: Emit, stop: StopFlag | None = None) -> dict[str
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return {
-        "event": EVENT_FINAL,
-        "status": STATUS_COMPLETED,
+        "event": EventKind.FINAL,
+        "status": JobStatus.COMPLETED,
         "metrics": final_metrics,
         "primary_metric": primary,
         "output_dir": str(final_dir),
@@ -491,7 +477,7 @@ def _event_stream() -> TextIO:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the job in ``argv[0]`` (a JSON spec file); exit code per EXIT_* constants."""
+    """Run the job in ``argv[0]`` (a JSON spec file); exit code from its JobStatus."""
     argv = sys.argv[1:] if argv is None else argv
     stream = _event_stream()
     logging.basicConfig(
@@ -505,14 +491,14 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, JobSpecError, DatasetError) as exc:
         _EventWriter(stream, None)(
             {
-                "event": EVENT_FINAL,
-                "status": STATUS_FAILED,
+                "event": EventKind.FINAL,
+                "status": JobStatus.FAILED,
                 "error": str(exc),
                 "metrics": {},
                 "output_dir": None,
             }
         )
-        return EXIT_FAILED
+        return JobStatus.FAILED.exit_code
     emit = _EventWriter(stream, spec.progress_file)
     stop = StopFlag(spec.cancel_file)
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -524,10 +510,10 @@ def run_and_report(spec: JobSpec, emit: Emit, stop: StopFlag) -> int:
     """run_job with every outcome turned into one final event and an exit code."""
     started = time.monotonic()
 
-    def final(status: str, error: str | None = None) -> None:
+    def final(status: JobStatus, error: str | None = None) -> None:
         emit(
             {
-                "event": EVENT_FINAL,
+                "event": EventKind.FINAL,
                 "status": status,
                 "metrics": {},
                 "output_dir": None,
@@ -540,24 +526,26 @@ def run_and_report(spec: JobSpec, emit: Emit, stop: StopFlag) -> int:
         result = run_job(spec, emit, stop)
     except JobCancelled:
         logger.info("job cancelled; nothing saved")
-        final(STATUS_CANCELLED)
-        return EXIT_CANCELLED
+        final(JobStatus.CANCELLED)
+        return JobStatus.CANCELLED.exit_code
     except (DatasetError, JobSpecError) as exc:
-        final(STATUS_FAILED, str(exc))
-        return EXIT_FAILED
+        final(JobStatus.FAILED, str(exc))
+        return JobStatus.FAILED.exit_code
     except MemoryError:
         traceback.print_exc()
-        final(STATUS_FAILED, "Training ran out of memory; try a smaller batch size or max length.")
-        return EXIT_FAILED
+        final(
+            JobStatus.FAILED, "Training ran out of memory; try a smaller batch size or max length."
+        )
+        return JobStatus.FAILED.exit_code
     except Exception as exc:
         traceback.print_exc()
         if stop.is_set():  # an error caused by the interruption itself
-            final(STATUS_CANCELLED)
-            return EXIT_CANCELLED
-        final(STATUS_FAILED, f"Training failed: {type(exc).__name__}: {exc}")
-        return EXIT_FAILED
+            final(JobStatus.CANCELLED)
+            return JobStatus.CANCELLED.exit_code
+        final(JobStatus.FAILED, f"Training failed: {type(exc).__name__}: {exc}")
+        return JobStatus.FAILED.exit_code
     emit(result)
-    return EXIT_COMPLETED
+    return JobStatus.COMPLETED.exit_code
 
 
 if __name__ == "__main__":

@@ -3,11 +3,13 @@ from __future__ import annotations
 import pytest
 
 from bot.text import clip, quote, sentence_around
-from bot.uploads import UploadError, decode_text
+from bot.uploads import UploadError, decode_upload
 
 
 def test_decode_accepts_bom_and_crlf() -> None:
-    assert decode_text("\ufeffline one\r\nline two\r\n".encode(), "a.txt") == "line one\nline two\n"
+    assert (
+        decode_upload("\ufeffline one\r\nline two\r\n".encode(), "a.txt") == "line one\nline two\n"
+    )
 
 
 @pytest.mark.parametrize(
@@ -22,12 +24,12 @@ def test_decode_accepts_bom_and_crlf() -> None:
 )
 def test_decode_refuses_bad_files(data: bytes, message: str) -> None:
     with pytest.raises(UploadError, match=message):
-        decode_text(data, "notes.txt")
+        decode_upload(data, "notes.txt")
 
 
 def test_decode_names_the_line_of_bad_bytes() -> None:
     with pytest.raises(UploadError, match="line 3"):
-        decode_text(b"ok\nok\nbad \xff byte", "notes.txt")
+        decode_upload(b"ok\nok\nbad \xff byte", "notes.txt")
 
 
 def test_sentence_around_finds_the_answer_sentence() -> None:

@@ -1,19 +1,19 @@
 """Fine-tuning datasets: decode a file, recognise its format by content, parse and validate it.
 
-Everything here is plain synchronous code on bytes or a path, so the bot can run it off the
+Bytes become text through :mod:`models.decoding` (shared with the bot's uploads). Everything
+here is plain synchronous code on bytes or a path, so the bot can run it off the
 event loop and the training process can run it again on its own. Malformed input raises
 :class:`DatasetError`, whose message is a sentence for the user naming the line or row.
 
 Modules: ``types`` (tasks, formats, locations, examples, datasets and their summary),
-``decoding`` (bytes to text), ``detection`` (which format), ``rows`` (tables and JSON as
-located rows), one parser module per task (``classification``, ``tokens``, ``qa``, ``causal``),
+``detection`` (which format), ``rows`` (tables and JSON as located rows), one parser module per task (``classification``, ``tokens``, ``qa``, ``causal``),
 ``files`` and ``hub`` (the entry points, which pick the task's parser from
 ``models.training.tasks``) and ``splits`` (validation checks, hold-out, samples).
 """
 
 from __future__ import annotations
 
-from models.training.datasets.decoding import TextDecodeError, decode_text
+from models.decoding import TextDecodeError, decode_text
 from models.training.datasets.detection import detect_format
 from models.training.datasets.files import parse_dataset
 from models.training.datasets.hub import load_hub_dataset

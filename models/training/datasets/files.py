@@ -6,10 +6,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from models.decoding import TextDecodeError, decode_text
+
 # The task table imports this package's parsers: take the module, not its names, so that
 # either may be imported first.
 from models.training import tasks
-from models.training.datasets.decoding import TextDecodeError, decode_text
 from models.training.datasets.detection import detect_format
 from models.training.datasets.types import ColumnSpec, DatasetError, ParsedDataset, TrainTask
 

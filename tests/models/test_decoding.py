@@ -1,11 +1,11 @@
-"""decode_text on its own: the one decoder for uploaded text (models.training.datasets.decoding)."""
+"""decode_text on its own: the one decoder for uploaded text (models.decoding)."""
 
 from __future__ import annotations
 
 import pytest
 
+from models.decoding import TextDecodeError
 from models.training.datasets import DatasetError, decode_text
-from models.training.datasets.decoding import TextDecodeError
 
 
 def test_bom_and_crlf_are_normalised() -> None:
