@@ -134,9 +134,7 @@ def test_two_processes_opening_a_fresh_data_folder_migrate_it_once(tmp_path: Pat
     path = tmp_path / "fresh" / "hfcord.sqlite3"
     spawn = multiprocessing.get_context("spawn")
     barrier = spawn.Barrier(2)
-    processes = [
-        spawn.Process(target=_open_in_step, args=(str(path), barrier)) for _ in range(2)
-    ]
+    processes = [spawn.Process(target=_open_in_step, args=(str(path), barrier)) for _ in range(2)]
     for process in processes:
         process.start()
     for process in processes:

@@ -166,9 +166,7 @@ async def test_a_promoted_folder_that_disappears_falls_back_to_the_default_model
         status = reg.status(Task.SENTIMENT, 5)
         assert status.guild_id == 5 and status.state == "failed"
         assert status.name == "fine-tuned job #12" and status.reason is not None
-        assert str(tmp_path) not in status.reason and "12" not in status.reason.replace(
-            "#12", ""
-        )
+        assert str(tmp_path) not in status.reason and "12" not in status.reason.replace("#12", "")
         # Restoring while the folder is gone is accepted too; the default serves meanwhile.
         await reg.set_guild_override(
             6, Task.SENTIMENT, str(folder), preload=False, display_name="fine-tuned job #12"
