@@ -108,11 +108,12 @@ class UsageLimiter:
         self._expire(user, now)
         limits = self.limits
         if user.in_flight >= limits.max_in_flight:
-            running = (
-                "a model request" if user.in_flight == 1 else f"{user.in_flight} model requests"
-            )
+            if user.in_flight == 1:
+                running, which = "a model request", "it"
+            else:
+                running, which = f"{user.in_flight} model requests", "one"
             raise UsageRefused(
-                f"You already have {running} running; wait for it to finish, then try again."
+                f"You already have {running} running; wait for {which} to finish, then try again."
             )
         if limits.budget and len(user.started) >= limits.budget:
             retry_after = user.started[0] + limits.window_s - now
