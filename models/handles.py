@@ -39,7 +39,7 @@ class ModelHandle:
     state: ModelState = "not loaded"
     error: ModelError | None = None
     permanent_failure: bool = False
-    failed_at: float = 0.0
+    failed_at: float = 0.0  # time.monotonic()
     loaded: LoadedModel | None = None
     batcher: MicroBatcher[EncoderRequest[Any], object] | None = None
     streamer: StreamRunner | None = None

@@ -164,9 +164,13 @@ class ModelRegistry:
         except ModelFolderMissing as exc:
             # e.g. a promoted model restored at start after its folder was removed: the
             # default serves meanwhile; the folder is looked for again on a later request.
-            loop_time = asyncio.get_running_loop().time()
             handle = ModelHandle(
-                spec=spec, ref=None, trusted=trusted, state="failed", error=exc, failed_at=loop_time
+                spec=spec,
+                ref=None,
+                trusted=trusted,
+                state="failed",
+                error=exc,
+                failed_at=time.monotonic(),
             )
         except InvalidModelRef as exc:
             # A bad configured model fails its own task only, visibly in /models.
@@ -246,7 +250,7 @@ class ModelRegistry:
             assert handle.error is not None
             if (
                 handle.permanent_failure
-                or loop.time() - handle.failed_at < self.retry_failed_after_s
+                or time.monotonic() - handle.failed_at < self.retry_failed_after_s
             ):
                 raise handle.error
         if handle.load_task is None or handle.load_task.done():
@@ -276,11 +280,11 @@ class ModelRegistry:
                 self._loader, self._load_blocking, spec, handle.ref, handle.trusted
             )
         except ModelError as exc:
-            handle.state, handle.error, handle.failed_at = "failed", exc, loop.time()
+            handle.state, handle.error, handle.failed_at = "failed", exc, time.monotonic()
             log.warning("model %s failed to load: %s", spec.model_id, exc)
         except Exception as exc:
             log.exception("model %s failed to load", spec.model_id)
-            handle.state, handle.failed_at = "failed", loop.time()
+            handle.state, handle.failed_at = "failed", time.monotonic()
             handle.error = ModelUnavailable(
                 f"The model {spec.name} failed to load ({type(exc).__name__}); see the bot's log.",
                 model_id=spec.model_id,
