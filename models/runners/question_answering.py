@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,8 @@ from models.runners.common import (
     row,
 )
 from models.specs import ModelSpec
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -67,10 +70,12 @@ class QuestionAnsweringRunner:
                 doc_stride=self.doc_stride,
             )
         except Exception as exc:
-            # e.g. a question so long that no context fits in a window.
+            # e.g. a question so long that no context fits in a window. The tokenizer's own
+            # words go to the log; the user gets what to do.
+            log.info("QA tokenization failed for %s: %s", self.spec.model_id, exc)
             raise InvalidInput(
-                f"This question and context cannot be processed ({str(exc).splitlines()[0][:120]}); "
-                "try a shorter question."
+                "This question and context cannot be read together by the model "
+                f"({type(exc).__name__}); try a shorter question."
             ) from exc
         total = len(encoded["input_ids"])
         kept = min(total, self.spec.max_windows)

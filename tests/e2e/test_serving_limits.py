@@ -5,6 +5,7 @@ host (paths, raw exceptions) or of a model's hostile markdown reaching a message
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shutil
 from collections.abc import AsyncIterator, Callable
@@ -13,14 +14,19 @@ from typing import Any
 
 import pytest
 
+from bot.app import open_app
 from bot.client import HFCordBot
 from bot.settings import Settings
 from bot.sim import DiscordEmulator, SimInteraction
+from bot.sim.harness import connected
+from models.registry import ModelRegistry
 from models.results import GenerationStats
 from models.specs import Task
 from models.streams import GenerationStream
 from tests.support import models as tiny_models
 from tests.support.e2e import BotRunner
+from tests.support.loaders import CountingLoader
+from tests.support.waiting import wait_until
 
 # A masked link as Discord renders one: neither bracket escaped.
 MASKED_LINK = re.compile(r"(?<!\\)\[[^\]]*(?<!\\)\]\(")
@@ -124,6 +130,40 @@ async def test_a_long_context_is_read_up_to_the_window_cap_and_the_answer_says_s
         await short.final()
         text = await answered(await emu.slash("ask", {"question": "Where is the tower?"}))
         assert "were searched" not in text
+
+
+async def test_a_sentiment_request_is_answered_while_a_long_ask_is_still_reading(
+    emu: DiscordEmulator, make_settings: Callable[..., Settings]
+) -> None:
+    settings = make_settings(qa_min_score=0.0)
+    specs = settings.model_specs()
+    qa_dir = specs[Task.QA].model_id
+    # One reader window per pass, each pass slowed: the question below takes ~40 passes.
+    specs[Task.QA] = dataclasses.replace(specs[Task.QA], forward_batch=1)
+    loader = CountingLoader(slow_forward={qa_dir: 0.05})
+    registry = ModelRegistry(
+        specs, allowed_roots=settings.allowed_model_roots, torch_threads=1, loader=loader
+    )
+    body = " ".join(["The tower stands in Paris and was finished in 1889."] * 900)
+    try:
+        async with open_app(settings, registry=registry) as bot:
+            async with connected(emu, bot, sync_global=True):
+                warm = await emu.slash("sentiment", {"text": "warming up"}, user=emu.admin)
+                await warm.final(timeout=60)
+                upload = await emu.slash("context upload", {"file": emu.attachment("t.txt", body)})
+                await upload.final()
+
+                ask = await emu.slash("ask", {"question": "When was the tower finished?"})
+                await wait_until(lambda: loader.forwards.get(qa_dir, 0) >= 2, what="/ask reading")
+                mood = await emu.slash("sentiment", {"text": "a lovely day"}, user=emu.admin)
+                await mood.final(timeout=30)
+                assert "confident" in mood.text
+                assert loader.forwards[qa_dir] < 30, "the sentiment request waited for /ask"
+                assert not any("**Q:**" in c for c in visible(ask))  # still reading
+                await ask.final(timeout=60)
+                assert "**Q:** When was the tower finished?" in ask.text
+    finally:
+        await registry.close()
 
 
 @pytest.fixture(scope="module")
