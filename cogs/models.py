@@ -30,8 +30,10 @@ def shown_name(status: ModelStatus) -> str:
     return code_span(name + (f" ({status.gguf_file})" if status.gguf_file else ""))
 
 
-def status_line(status: ModelStatus) -> str:
+def status_line(status: ModelStatus, *, promoted: bool = False) -> str:
     line = f"**{status.task}**: {shown_name(status)} · {status.source}"
+    if promoted:
+        line += " · promoted in this server"
     if status.description:
         line += f" · {plain(status.description)}"
     line += f" · {_STATE.get(status.state, status.state)}"
@@ -53,13 +55,13 @@ def format_statuses(statuses: list[ModelStatus], guild_id: int | None) -> str:
             lines.append(status_line(status))
         elif override.state == "failed":
             # The registry answers this server's requests with the default model meanwhile.
-            lines.append(status_line(override) + " · promoted in this server")
+            lines.append(status_line(override, promoted=True))
             lines.append(
                 f"-# ↳ until it can be loaded again, this server's {status.task} requests are "
                 f"answered by the default model, {shown_name(status)}"
             )
         else:
-            lines.append(status_line(override) + " · promoted in this server")
+            lines.append(status_line(override, promoted=True))
             lines.append(f"-# default for other servers: {shown_name(status)}")
     return "\n".join(lines)
 
