@@ -47,7 +47,7 @@ def loading_note(registry: ModelRegistry, task: Task, guild_id: int | None) -> s
     status = registry.status(task, guild_id)
     if status.state == "ready":
         return None
-    name = code_span(status.name or "")
+    name = code_span(status.name)
     return f"⏳ Loading the {task} model {name}; the first request can take a minute…"
 
 

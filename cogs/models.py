@@ -26,8 +26,7 @@ _STATE = {
 
 def shown_name(status: ModelStatus) -> str:
     """The model's name as inline code, with its GGUF file."""
-    name = status.name or status.model_id
-    return code_span(name + (f" ({status.gguf_file})" if status.gguf_file else ""))
+    return code_span(status.name + (f" ({status.gguf_file})" if status.gguf_file else ""))
 
 
 def status_line(status: ModelStatus, *, promoted: bool = False) -> str:

@@ -25,6 +25,7 @@ from transformers import (
 )
 
 from models.errors import InvalidInput
+from models.names import public_name
 from models.requests import GenerationRequest
 from models.results import FinishReason, GenerationStats
 from models.runners.base import CancelFlag
@@ -108,7 +109,7 @@ class GenerationSession:
         self.tokenizer = tokenizer
         self.params = params
         self.model_id = model_id
-        self.model_name = model_name or model_id
+        self.model_name = model_name or public_name(model_id)
         self.cancel = cancel
         self.started = time.perf_counter()
         ids = build_prompt_ids(tokenizer, request)

@@ -474,7 +474,8 @@ class ModelRegistry:
                 default = self._defaults.get(task)
                 if default is None or default.key == spec.key or self._closed:
                     raise
-                log.warning(
+                # The failure itself was logged when the model failed to load.
+                log.debug(
                     "guild %s: %s for %s cannot be served (%s); the default model answers",
                     guild_id,
                     spec.model_id,

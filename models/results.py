@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
+from models.names import public_name
+
 if TYPE_CHECKING:
     from models.tasks import Task
 
@@ -98,8 +100,9 @@ class GenerationStats:
 class ModelStatus:
     """One task's model as /models shows it; ``guild_id`` is set for a server's override.
 
-    ``name`` is what users see (``ModelSpec.name``; the registry always sets it), ``model_id``
-    the reference itself, which for a local model is a host path: for logs and the operator.
+    ``name`` is what users see (``ModelSpec.name``; when not given, the folder's name or hub
+    id), ``model_id`` the reference itself, which for a local model is a host path: for logs
+    and the operator only.
     """
 
     task: Task
@@ -114,3 +117,7 @@ class ModelStatus:
     description: str | None = None
     load_seconds: float | None = None
     name: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            object.__setattr__(self, "name", public_name(self.model_id))

@@ -8,9 +8,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from pathlib import PurePath
 
-from models.refs import is_local_ref
+from models.names import public_name
 from models.requests import GenerationParams
 from models.tasks import Task, task_info
 
@@ -101,12 +100,7 @@ class ModelSpec:
     def name(self) -> str:
         """The model's name as users see it: ``display_name``, else a local folder's name
         (never its path), else the hub id."""
-        if self.display_name and self.display_name.strip():
-            return self.display_name.strip()
-        ref = self.model_id.strip()
-        if is_local_ref(ref):
-            return PurePath(ref.replace("\\", "/")).name or "a local model"
-        return ref
+        return public_name(self.model_id, self.display_name)
 
     @property
     def key(self) -> tuple[str, str, str | None, str | None, str, str]:
