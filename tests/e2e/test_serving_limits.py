@@ -140,7 +140,7 @@ async def test_a_sentiment_request_is_answered_while_a_long_ask_is_still_reading
     qa_dir = specs[Task.QA].model_id
     # One reader window per pass, each pass slowed: the question below takes ~40 passes.
     specs[Task.QA] = dataclasses.replace(specs[Task.QA], forward_batch=1)
-    loader = CountingLoader(slow_forward={qa_dir: 0.05})
+    loader = CountingLoader(slow_forward={qa_dir: 0.08})
     registry = ModelRegistry(
         specs, allowed_roots=settings.allowed_model_roots, torch_threads=1, loader=loader
     )
