@@ -10,12 +10,18 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from bot.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
+    from models.background import BackgroundTasks
     from models.specs import ModelSpec
+
+
+class Closable(Protocol):
+    async def close(self) -> None: ...
+
 
 log = logging.getLogger("bot")
 
@@ -87,9 +93,7 @@ async def _run(settings: Settings, token: str) -> int:
     async with open_app(settings) as bot:
         # `docker stop` / systemd send SIGTERM: close cleanly (training processes are
         # stopped and their jobs reported as interrupted at the next start).
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, lambda: asyncio.ensure_future(bot.close()))
+        closing = close_on_signals(bot)
         try:
             await bot.start(token)
         except discord.LoginFailure:
@@ -103,7 +107,27 @@ async def _run(settings: Settings, token: str) -> int:
         except (OSError, aiohttp.ClientError) as exc:
             log.error("Could not reach Discord (%s); check this machine's network.", exc)
             return 1
+        finally:
+            await closing.wait()
     return 0
+
+
+def close_on_signals(
+    bot: Closable, signals: Sequence[signal.Signals] = (signal.SIGTERM, signal.SIGINT)
+) -> BackgroundTasks:
+    """Close ``bot`` when one of ``signals`` arrives; the closing task is held (and its failure
+    logged) by the returned tasks, which the caller awaits before leaving."""
+    from models.background import BackgroundTasks
+
+    tasks = BackgroundTasks()
+    loop = asyncio.get_running_loop()
+    for signum in signals:
+        loop.add_signal_handler(signum, _spawn_close, tasks, bot, f"close-on-{signum.name}")
+    return tasks
+
+
+def _spawn_close(tasks: BackgroundTasks, bot: Closable, name: str) -> None:
+    tasks.spawn(bot.close(), name=name)
 
 
 async def _sync(settings: Settings, token: str) -> int:

@@ -1,4 +1,4 @@
-"""The composition root: settings -> store -> registry -> fine-tuning manager -> bot.
+"""The composition root: settings -> store -> registry, usage limiter -> fine-tuning manager -> bot.
 
 `open_app` opens each service, hands them to the bot, and closes them in reverse order; it
 also starts the fine-tuning manager (cogs never start or close services).
@@ -15,6 +15,7 @@ from bot.client import HFCordBot
 from bot.contexts import ContextStore
 from bot.settings import Settings
 from bot.store import Store
+from bot.usage import UsageLimiter, UsageLimits
 
 if TYPE_CHECKING:
     from bot.finetune import FineTuneManager
@@ -31,6 +32,7 @@ def build_registry(settings: Settings) -> ModelRegistry:
         settings.model_specs(),
         allowed_roots=settings.allowed_model_roots,
         torch_threads=settings.torch_threads,
+        max_resident_overrides=settings.max_loaded_server_models,
     )
 
 
@@ -61,6 +63,7 @@ async def open_app(
             contexts=ContextStore(store, max_chars=settings.context_max_chars),
             registry=registry,
             jobs=jobs,
+            usage=UsageLimiter(UsageLimits.from_settings(settings)),
             extensions=extensions,
             sync_commands=sync_commands,
         )

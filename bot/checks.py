@@ -1,9 +1,13 @@
-"""Permission and rate checks, enforced in code (Discord's default_permissions is a hint)."""
+"""Permission checks, enforced in code (Discord's default_permissions is a hint).
+
+Rates are not checks: every model request goes through the bot's usage limiter (bot/usage.py),
+which also counts requests in flight and is reachable from event handlers.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import discord
 from discord import app_commands
@@ -41,19 +45,3 @@ async def _admin_predicate(interaction: discord.Interaction[HFCordBot]) -> bool:
 def admin_only() -> Callable[[T], T]:
     """Guild only; Administrator permission or a configured admin id. Checked on every call."""
     return app_commands.check(_admin_predicate)
-
-
-def _cooldown_for(interaction: discord.Interaction[HFCordBot]) -> app_commands.Cooldown | None:
-    seconds = interaction.client.settings.command_cooldown_s
-    if seconds <= 0:
-        return None
-    return app_commands.Cooldown(1, seconds)
-
-
-def _user_key(interaction: discord.Interaction[Any]) -> int:
-    return interaction.user.id
-
-
-def model_cooldown() -> Callable[[T], T]:
-    """One model command per user every HFCORD_COMMAND_COOLDOWN_S seconds."""
-    return app_commands.checks.dynamic_cooldown(_cooldown_for, key=_user_key)

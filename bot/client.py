@@ -1,4 +1,5 @@
-"""The Bot subclass: owns settings, store and the model registry; loads the cogs."""
+"""The Bot subclass: owns settings, store, the model registry and the usage limiter; loads the
+cogs."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from bot.errors import HFCordTree
 from bot.reply import NO_MENTIONS
 from bot.settings import Settings
 from bot.store import Store
+from bot.usage import UsageLimiter, UsageLimits
 
 if TYPE_CHECKING:
     from bot.finetune import FineTuneManager
@@ -45,6 +47,7 @@ class HFCordBot(commands.Bot):
         contexts: ContextStore,
         registry: ModelRegistry | None = None,
         jobs: FineTuneManager | None = None,
+        usage: UsageLimiter | None = None,
         extensions: Sequence[str] | None = None,
         sync_commands: bool = True,
     ) -> None:
@@ -67,6 +70,8 @@ class HFCordBot(commands.Bot):
         self.contexts = contexts
         self.registry = registry
         self.jobs = jobs  # started and closed by bot.app.open_app
+        # Every model request of a user goes through it (fair use, bot/usage.py).
+        self.usage = usage or UsageLimiter(UsageLimits.from_settings(settings))
         self.extension_names = list(extensions) if extensions is not None else None
         self.sync_commands = sync_commands
         self.loaded_extensions: list[str] = []

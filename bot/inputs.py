@@ -42,10 +42,13 @@ def registry_of(bot: HFCordBot) -> ModelRegistry:
 
 def loading_note(registry: ModelRegistry, task: Task, guild_id: int | None) -> str | None:
     """A sentence for the user when the model for `task` is not loaded yet, else None."""
+    from bot.text import code_span
+
     status = registry.status(task, guild_id)
     if status.state == "ready":
         return None
-    return f"⏳ Loading the {task} model `{status.model_id}`; the first request can take a minute…"
+    name = code_span(status.name)
+    return f"⏳ Loading the {task} model {name}; the first request can take a minute…"
 
 
 async def note_if_loading(

@@ -81,8 +81,9 @@ def _break_point(rest: str, budget: int) -> int:
         if cut >= floor:
             return cut + len(pattern)
     cut = budget
-    # Never cut through a run of backticks: that would invent or break a fence.
-    while cut > 1 and (rest[cut - 1] == "`" or rest[cut] == "`"):
+    # Never cut through a run of backticks (that would invent or break a fence), nor between
+    # an escaping backslash and what it escapes (unless the run fills half a message).
+    while cut > max(1, floor) and (rest[cut - 1] in "`\\" or rest[cut] == "`"):
         cut -= 1
     return max(cut, 1)
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from models.specs import ModelSpec, default_specs
+from models.specs import DEFAULT_QA_MAX_WINDOWS, ModelSpec, default_specs
 from models.tasks import Task, task_info
 
 DEFAULT_GENERATION_MODEL = task_info(Task.GENERATION).default_model
@@ -64,12 +64,23 @@ class Settings(BaseSettings):
     device: str = Field(default="cpu", alias="HFCORD_DEVICE")
     torch_threads: int | None = Field(default=None, alias="HFCORD_TORCH_THREADS", ge=1, le=256)
 
-    command_cooldown_s: float = Field(default=5.0, alias="HFCORD_COMMAND_COOLDOWN_S", ge=0, le=3600)
+    # Fair use (bot/usage.py): model requests per user per window, and at once.
+    user_budget: int = Field(default=6, alias="HFCORD_USER_BUDGET", ge=0, le=10_000)
+    user_budget_window_s: float = Field(
+        default=30.0, alias="HFCORD_USER_BUDGET_WINDOW_S", gt=0, le=86_400
+    )
+    user_max_in_flight: int = Field(default=2, alias="HFCORD_USER_MAX_IN_FLIGHT", ge=1, le=100)
     max_input_chars: int = Field(default=2000, alias="HFCORD_MAX_INPUT_CHARS", ge=1, le=100_000)
     max_new_tokens: int = Field(default=200, alias="HFCORD_MAX_NEW_TOKENS", ge=1, le=4096)
     context_max_chars: int = Field(default=100_000, alias="HFCORD_CONTEXT_MAX_CHARS", ge=1)
     upload_max_bytes: int = Field(default=1_000_000, alias="HFCORD_UPLOAD_MAX_BYTES", ge=1)
     qa_min_score: float = Field(default=0.1, alias="HFCORD_QA_MIN_SCORE", ge=0, le=1)
+    qa_max_windows: int = Field(
+        default=DEFAULT_QA_MAX_WINDOWS, alias="HFCORD_QA_MAX_WINDOWS", ge=1, le=10_000
+    )
+    max_loaded_server_models: int = Field(
+        default=4, alias="HFCORD_MAX_LOADED_SERVER_MODELS", ge=1, le=1000
+    )
     finetune_upload_max_bytes: int = Field(
         default=20_000_000, alias="HFCORD_FINETUNE_UPLOAD_MAX_BYTES", ge=1
     )
@@ -174,7 +185,8 @@ class Settings(BaseSettings):
                 Task.GENERATION: {
                     "gguf_file": self.generation_gguf_file,
                     "max_new_tokens": self.max_new_tokens,
-                }
+                },
+                Task.QA: {"max_windows": self.qa_max_windows},
             },
         )
 

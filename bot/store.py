@@ -68,9 +68,10 @@ class Store:
         conn.row_factory = aiosqlite.Row
         store = cls(conn, path)
         try:
+            # Wait for another process's write lock (e.g. its migrations) instead of failing.
+            await conn.execute("PRAGMA busy_timeout=5000")
             await conn.execute("PRAGMA journal_mode=WAL")
             await conn.execute("PRAGMA foreign_keys=ON")
-            await conn.execute("PRAGMA busy_timeout=5000")
             await conn.execute("PRAGMA synchronous=NORMAL")
             await store.migrate(load_migrations() if migrations is None else migrations)
         except BaseException:
@@ -87,18 +88,23 @@ class Store:
         return int(row[0]) if row else 0
 
     async def migrate(self, migrations: list[Migration]) -> int:
-        """Apply pending migrations in one transaction; returns how many ran."""
-        current = await self.schema_version()
-        pending = [m for m in migrations if m.version > current]
-        if not pending:
-            return 0
+        """Apply pending migrations in one transaction; returns how many ran.
+
+        Safe when several processes open a fresh data folder at once: the version is read
+        again inside the write transaction (``BEGIN IMMEDIATE`` holds the database's write
+        lock), so migrations another process applied meanwhile are not applied twice.
+        """
+        if not _pending(migrations, await self.schema_version()):
+            return 0  # up to date: no write lock needed
         async with self.transaction():
+            pending = _pending(migrations, await self.schema_version())
             for migration in pending:
                 log.info("applying migration %s", migration.name)
                 for statement in _statements(migration.sql):
                     await self.conn.execute(statement)
-            # PRAGMA takes no parameters; the version is an int we produced.
-            await self.conn.execute(f"PRAGMA user_version = {pending[-1].version:d}")
+            if pending:
+                # PRAGMA takes no parameters; the version is an int we produced.
+                await self.conn.execute(f"PRAGMA user_version = {pending[-1].version:d}")
         return len(pending)
 
     @asynccontextmanager
@@ -133,6 +139,10 @@ class Store:
         async with self.conn.execute(query, (guild_id, limit)) as cursor:
             rows = await cursor.fetchall()
         return [AuditEntry(**dict(row)) for row in rows]
+
+
+def _pending(migrations: list[Migration], current: int) -> list[Migration]:
+    return [m for m in migrations if m.version > current]
 
 
 def _statements(sql: str) -> list[str]:

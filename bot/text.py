@@ -1,8 +1,48 @@
-"""Small text helpers for formatting replies."""
+"""Small text helpers for formatting replies, and the one place text is made safe to show.
+
+Model output (generated text, a promoted model's label names), user text the bot repeats and
+file names are shown through :func:`plain` (or :func:`code_span` inside backticks): their
+markdown is shown as typed instead of rendered, so none of it can phish with a masked link
+(``[free nitro](https://evil)`` shows its real address), hide text in a spoiler, start a header
+or quote, or open a code block that swallows the rest of the reply.
+"""
 
 from __future__ import annotations
 
 import re
+
+# Bare links, as Discord finds them (discord.py's rule): kept as typed, because an escape
+# inside a link would change where it goes. Discord shows them as their own address.
+_URL = re.compile(r"<[^: >]+:/[^ >]+>|(?:https?|steam)://[^\s<]+[^<.,:;\"'\]\s]")
+# Inline markdown: emphasis, strike, spoiler, code, masked links (both brackets), the escape.
+_INLINE = re.compile(r"[\\*_~|`\[\]]")
+# Markdown that works at the start of a line: quote, header, subtext ("-#") and list.
+_LINE_START = re.compile(r"^([ \t]*)([>#-])", re.MULTILINE)
+
+
+def plain(text: str) -> str:
+    """``text`` escaped so Discord shows it exactly as written (links stay clickable, visibly)."""
+    out: list[str] = []
+    pos = 0
+    for link in _URL.finditer(text):
+        out.append(_escape(text[pos : link.start()]))
+        out.append(link.group(0))
+        pos = link.end()
+    out.append(_escape(text[pos:]))
+    return "".join(out)
+
+
+def _escape(text: str) -> str:
+    text = _INLINE.sub(lambda m: "\\" + m.group(0), text)
+    return _LINE_START.sub(lambda m: m.group(1) + "\\" + m.group(2), text)
+
+
+def code_span(text: str) -> str:
+    """``text`` as inline code (a name, a label): backticks and line breaks in it cannot end
+    the span early."""
+    inner = " ".join(text.replace("`", "\u02cb").split()) or " "
+    return f"`{inner}`"
+
 
 _SENTENCE_END = re.compile(r"(?<=[.!?…])[\"')\]]*\s+|\n\s*\n|\n(?=\s*[-*#>\d])")
 

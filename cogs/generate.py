@@ -1,4 +1,8 @@
-"""/generate: text generation streamed into Discord by message edits, with a Stop button."""
+"""/generate: text generation streamed into Discord by message edits, with a Stop button.
+
+The generated text is shown as plain text (bot.text.plain): a model's markdown cannot phish with
+masked links or break the reply's layout.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +13,11 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.checks import is_admin, model_cooldown
+from bot.checks import is_admin
 from bot.client import HFCordBot
 from bot.inputs import bounded_text, loading_note, registry_of
 from bot.reply import StreamingReply, defer, send
-from bot.text import clip
+from bot.text import clip, plain
 from models.specs import GenerationParams, Task
 
 EDIT_INTERVAL_S = 1.0  # Discord rate-limits message edits; about one a second reads well
@@ -46,9 +50,11 @@ class StopButton(discord.ui.View):
         await interaction.response.defer()
 
 
-def render(prompt: str, text: str, footer: str | None = None) -> str:
-    head = f"**{discord.utils.escape_markdown(clip(prompt, 300))}**"
-    body = text if text.strip() else "…"
+def render(prompt: str, text: str, footer: str | None = None, *, note: str | None = None) -> str:
+    """The reply: the prompt in bold, the generated ``text`` as plain text, then a ``note``
+    (the bot's own, e.g. "loading the model") and a small ``footer``."""
+    head = f"**{plain(clip(prompt, 300))}**"
+    body = plain(text) if text.strip() else (note or "…")
     out = f"{head}\n{body}"
     if footer:
         out += f"\n-# {footer}"
@@ -71,7 +77,6 @@ class Generation(commands.Cog):
         temperature="0 for the most likely words, higher for more surprising text (0 to 2)",
         top_p="Sample only from the most likely words making up this probability (0 to 1)",
     )
-    @model_cooldown()
     async def generate(
         self,
         interaction: discord.Interaction[HFCordBot],
@@ -81,6 +86,18 @@ class Generation(commands.Cog):
         top_p: app_commands.Range[float, 0.0, 1.0] = 0.95,
     ) -> None:
         """Write text from a prompt, streamed as it is generated."""
+        # The request counts as in flight until the stream ends (fair use, bot/usage.py).
+        with self.bot.usage.hold(interaction.user.id):
+            await self._generate(interaction, prompt, max_tokens, temperature, top_p)
+
+    async def _generate(
+        self,
+        interaction: discord.Interaction[HFCordBot],
+        prompt: str,
+        max_tokens: int | None,
+        temperature: float,
+        top_p: float,
+    ) -> None:
         settings = self.bot.settings
         prompt = bounded_text(prompt, settings.max_input_chars, what="prompt")
         cap = settings.max_new_tokens
@@ -104,9 +121,8 @@ class Generation(commands.Cog):
             stream = registry.generate(
                 prompt, params, guild_id=interaction.guild_id, cancel=view.cancel
             )
-            await reply.render(
-                render(prompt, loading_note(registry, Task.GENERATION, interaction.guild_id) or "")
-            )
+            note = loading_note(registry, Task.GENERATION, interaction.guild_id)
+            await reply.render(render(prompt, "", note=note))
             last_edit = time.monotonic()
             async for piece in stream:
                 text += piece
@@ -119,7 +135,10 @@ class Generation(commands.Cog):
             reason = {"length": "hit max_tokens", "stop": "finished", "cancelled": "stopped"}.get(
                 stats.finish_reason, stats.finish_reason
             )
-            footer = f"{stats.new_tokens} tokens · {stats.seconds:.1f} s · {reason}{capped} · {stats.model_id}"
+            footer = (
+                f"{stats.new_tokens} tokens · {stats.seconds:.1f} s · {reason}{capped} · "
+                + plain(stats.model_name)
+            )
             await reply.render(render(prompt, stats.text or text, footer), final=True)
         except BaseException:
             if reply.rendered:  # take the Stop button away from a reply that will not grow

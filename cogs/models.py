@@ -1,4 +1,8 @@
-"""/models: which model serves each task here, where it comes from, and its state."""
+"""/models: which model serves each task here, where it comes from, and its state.
+
+Models are shown by name (a folder's name, a hub id, "fine-tuned job #12"), never by path;
+a server's own model that cannot be served says so, and that the default model answers instead.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from discord.ext import commands
 from bot.client import HFCordBot
 from bot.inputs import registry_of
 from bot.reply import send
+from bot.text import code_span, plain
 from models.results import ModelStatus
 
 _STATE = {
@@ -19,16 +24,22 @@ _STATE = {
 }
 
 
-def status_line(status: ModelStatus) -> str:
-    name = status.model_id + (f" ({status.gguf_file})" if status.gguf_file else "")
-    line = f"**{status.task}**: `{name}` · {status.source}"
+def shown_name(status: ModelStatus) -> str:
+    """The model's name as inline code, with its GGUF file."""
+    return code_span(status.name + (f" ({status.gguf_file})" if status.gguf_file else ""))
+
+
+def status_line(status: ModelStatus, *, promoted: bool = False) -> str:
+    line = f"**{status.task}**: {shown_name(status)} · {status.source}"
+    if promoted:
+        line += " · promoted in this server"
     if status.description:
-        line += f" · {status.description}"
+        line += f" · {plain(status.description)}"
     line += f" · {_STATE.get(status.state, status.state)}"
     if status.state == "ready" and status.load_seconds is not None:
         line += f" (loaded in {status.load_seconds:.1f} s)"
     if status.state == "failed" and status.reason:
-        line += f": {status.reason}"
+        line += f": {plain(status.reason)}"
     return line
 
 
@@ -39,11 +50,18 @@ def format_statuses(statuses: list[ModelStatus], guild_id: int | None) -> str:
         if status.guild_id is not None:
             continue
         override = overrides.get(status.task)
-        if override is not None:
-            lines.append(status_line(override) + " · promoted in this server")
-            lines.append(f"-# default for other servers: `{status.model_id}`")
-        else:
+        if override is None:
             lines.append(status_line(status))
+        elif override.state == "failed":
+            # The registry answers this server's requests with the default model meanwhile.
+            lines.append(status_line(override, promoted=True))
+            lines.append(
+                f"-# ↳ until it can be loaded again, this server's {status.task} requests are "
+                f"answered by the default model, {shown_name(status)}"
+            )
+        else:
+            lines.append(status_line(override, promoted=True))
+            lines.append(f"-# default for other servers: {shown_name(status)}")
     return "\n".join(lines)
 
 

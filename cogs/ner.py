@@ -6,10 +6,10 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.checks import model_cooldown
 from bot.client import HFCordBot
 from bot.inputs import bounded_text, message_text, note_if_loading, registry_of
 from bot.reply import defer, send
+from bot.text import code_span, plain
 from models.results import Entity, NERResult
 from models.specs import Task
 
@@ -23,11 +23,12 @@ def mark_entities(text: str, entities: tuple[Entity, ...]) -> str:
     for entity in sorted(entities, key=lambda e: e.start):
         if entity.start < pos:  # overlapping spans: keep the first
             continue
-        out.append(discord.utils.escape_markdown(text[pos : entity.start]))
-        span = discord.utils.escape_markdown(text[entity.start : entity.end])
-        out.append(f"**{span}** `{entity.entity_group}`")
+        out.append(plain(text[pos : entity.start]))
+        span = plain(text[entity.start : entity.end])
+        # Entity types are the model's label names: a promoted model's can be anything.
+        out.append(f"**{span}** {code_span(entity.entity_group)}")
         pos = entity.end
-    out.append(discord.utils.escape_markdown(text[pos:]))
+    out.append(plain(text[pos:]))
     return "".join(out)
 
 
@@ -36,8 +37,8 @@ def format_entities(text: str, result: NERResult) -> str:
         return "I found no named entities (people, organizations, places, …) in that text."
     lines = [mark_entities(text, result.entities), "", "**Entities**"]
     for entity in result.entities:
-        kind = _TYPES.get(entity.entity_group, entity.entity_group.lower())
-        word = discord.utils.escape_markdown(text[entity.start : entity.end] or entity.word)
+        kind = plain(_TYPES.get(entity.entity_group, entity.entity_group.lower()))
+        word = plain(text[entity.start : entity.end] or entity.word)
         lines.append(f"• {word}: {kind} ({entity.score:.1%})")
     return "\n".join(lines)
 
@@ -59,18 +60,19 @@ class NamedEntities(commands.Cog):
 
     @app_commands.command(name="ner")
     @app_commands.describe(text="The text to search for people, organizations and places")
-    @model_cooldown()
     async def ner(self, interaction: discord.Interaction[HFCordBot], text: str) -> None:
         """Find people, organizations, places and other names in a text."""
-        await defer(interaction)
-        await self._reply(interaction, bounded_text(text, self.bot.settings.max_input_chars))
+        with self.bot.usage.hold(interaction.user.id):
+            await defer(interaction)
+            await self._reply(interaction, bounded_text(text, self.bot.settings.max_input_chars))
 
-    @model_cooldown()
     async def find_in_message(
         self, interaction: discord.Interaction[HFCordBot], message: discord.Message
     ) -> None:
-        await defer(interaction)
-        await self._reply(interaction, message_text(message, self.bot.settings.max_input_chars))
+        with self.bot.usage.hold(interaction.user.id):
+            await defer(interaction)
+            text = message_text(message, self.bot.settings.max_input_chars)
+            await self._reply(interaction, text)
 
 
 async def setup(bot: HFCordBot) -> None:

@@ -6,13 +6,12 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.checks import model_cooldown
 from bot.client import HFCordBot
 from bot.contexts import QAContext
 from bot.errors import UserFacingError
 from bot.inputs import bounded_text, note_if_loading, registry_of
 from bot.reply import defer, send
-from bot.text import quote, sentence_around
+from bot.text import plain, quote, sentence_around
 from bot.uploads import read_text_attachment
 from bot.views import Pager, paginate
 from models.specs import Task
@@ -41,19 +40,23 @@ def format_answer(
     offset = context.body.find(sentence)
     if offset != -1 and offset <= start and end <= offset + len(sentence):
         a, b = start - offset, end - offset
-        shown = (
-            discord.utils.escape_markdown(sentence[:a])
-            + "**"
-            + discord.utils.escape_markdown(sentence[a:b])
-            + "**"
-            + discord.utils.escape_markdown(sentence[b:])
-        )
+        shown = plain(sentence[:a]) + "**" + plain(sentence[a:b]) + "**" + plain(sentence[b:])
     else:
-        shown = discord.utils.escape_markdown(sentence)
+        shown = plain(sentence)
     return (
-        f"**Q:** {discord.utils.escape_markdown(question)}\n"
-        f"**A:** {discord.utils.escape_markdown(answer_text)} ({score:.0%} confident)\n"
+        f"**Q:** {plain(question)}\n"
+        f"**A:** {plain(answer_text)} ({score:.0%} confident)\n"
         f"{quote(shown)}"
+    )
+
+
+def read_note(context: QAContext, read_chars: int | None) -> str:
+    """A line saying how much of a long context one question could read ("" if all of it)."""
+    if read_chars is None or read_chars >= len(context.body):
+        return ""
+    return (
+        f"\n-# This context is long: only its first {read_chars:,} of {len(context.body):,} "
+        "characters were searched for this answer."
     )
 
 
@@ -172,9 +175,12 @@ class QuestionAnswering(commands.Cog):
 
     @app_commands.command(name="ask")
     @app_commands.describe(question="A question about this channel's context")
-    @model_cooldown()
     async def ask(self, interaction: discord.Interaction[HFCordBot], question: str) -> None:
         """Answer a question from this channel's context, quoting where the answer is."""
+        with self.bot.usage.hold(interaction.user.id):
+            await self._ask(interaction, question)
+
+    async def _ask(self, interaction: discord.Interaction[HFCordBot], question: str) -> None:
         assert interaction.channel_id is not None
         question = bounded_text(question, 500, what="question")
         await defer(interaction)
@@ -184,18 +190,19 @@ class QuestionAnswering(commands.Cog):
         registry = registry_of(self.bot)
         await note_if_loading(interaction, registry, Task.QA)
         result = await registry.answer(question, context.body, guild_id=interaction.guild_id)
+        note = read_note(context, result.read_chars)
         best = result.best
         if best is None or best.is_empty or best.score < self.bot.settings.qa_min_score:
             await send(
                 interaction,
-                f"**Q:** {discord.utils.escape_markdown(question)}\n"
+                f"**Q:** {plain(question)}\n"
                 "Not found in this channel's context. Try rephrasing, or add the information "
-                "with `/context append`.",
+                "with `/context append`." + note,
             )
             return
         await send(
             interaction,
-            format_answer(question, context, best.text, best.score, best.start, best.end),
+            format_answer(question, context, best.text, best.score, best.start, best.end) + note,
         )
 
 

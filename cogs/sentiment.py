@@ -6,11 +6,10 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.checks import model_cooldown
 from bot.client import HFCordBot
 from bot.inputs import bounded_text, message_text, note_if_loading, registry_of
 from bot.reply import defer, send
-from bot.text import clip, quote
+from bot.text import clip, plain, quote
 from models.results import ClassificationResult
 from models.specs import Task
 
@@ -18,12 +17,13 @@ _EMOJI = {"POSITIVE": "🙂", "NEGATIVE": "🙁", "NEUTRAL": "😐"}
 
 
 def format_sentiment(text: str, result: ClassificationResult) -> str:
+    # Labels come from the model's config: a promoted model's can be anything.
     label = result.label.upper()
-    lines = [f"{_EMOJI.get(label, '🏷️')} **{result.label}** ({result.score:.1%} confident)"]
+    lines = [f"{_EMOJI.get(label, '🏷️')} **{plain(result.label)}** ({result.score:.1%} confident)"]
     others = [s for s in result.scores if s.label != result.label]
     if others:
-        lines[0] += " · " + ", ".join(f"{s.label} {s.score:.1%}" for s in others)
-    lines.append(quote(clip(text, 300)))
+        lines[0] += " · " + ", ".join(f"{plain(s.label)} {s.score:.1%}" for s in others)
+    lines.append(quote(plain(clip(text, 300))))
     return "\n".join(lines)
 
 
@@ -46,18 +46,19 @@ class Sentiment(commands.Cog):
 
     @app_commands.command(name="sentiment")
     @app_commands.describe(text="The text to analyze")
-    @model_cooldown()
     async def sentiment(self, interaction: discord.Interaction[HFCordBot], text: str) -> None:
         """Is this text positive or negative?"""
-        await defer(interaction)
-        await self._reply(interaction, bounded_text(text, self.bot.settings.max_input_chars))
+        with self.bot.usage.hold(interaction.user.id):
+            await defer(interaction)
+            await self._reply(interaction, bounded_text(text, self.bot.settings.max_input_chars))
 
-    @model_cooldown()
     async def analyze_message(
         self, interaction: discord.Interaction[HFCordBot], message: discord.Message
     ) -> None:
-        await defer(interaction)
-        await self._reply(interaction, message_text(message, self.bot.settings.max_input_chars))
+        with self.bot.usage.hold(interaction.user.id):
+            await defer(interaction)
+            text = message_text(message, self.bot.settings.max_input_chars)
+            await self._reply(interaction, text)
 
 
 async def setup(bot: HFCordBot) -> None:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import bisect
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Generator, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
+from models.background import log_failures
 from models.errors import ModelUnavailable, QueueFull
+from models.executor import run_in_steps
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +34,10 @@ class MicroBatcher(Generic[T, R]):
     """Collects items from concurrent ``submit`` calls and processes them in batches.
 
     ``process`` receives a list of items and returns one result or exception per item, in order;
-    it runs through ``run`` (the device executor), one batch at a time. A batch holds at most
+    it runs through ``run`` (the device executor), one batch at a time. ``process`` may instead
+    return a generator whose return value is that list: each of its steps then runs as its own
+    job on ``run`` (see :func:`models.executor.run_in_steps`), so a long batch does not hold the
+    device thread that other models wait on. A batch holds at most
     ``max_batch`` items of the same length bucket; the worker waits at most ``max_wait_ms``
     after the oldest waiting item arrived before running a partial batch. If ``process`` raises
     for a whole batch, each item is retried alone so one bad input fails only its own request.
@@ -41,10 +46,11 @@ class MicroBatcher(Generic[T, R]):
 
     def __init__(
         self,
-        process: Callable[[Sequence[T]], Sequence[R | BaseException]],
-        run: Callable[
-            [Callable[[], Sequence[R | BaseException]]], Awaitable[Sequence[R | BaseException]]
+        process: Callable[
+            [Sequence[T]],
+            Sequence[R | BaseException] | Generator[None, None, Sequence[R | BaseException]],
         ],
+        run: Callable[[Callable[[], Any]], Awaitable[Any]],
         *,
         name: str,
         max_batch: int,
@@ -97,7 +103,7 @@ class MicroBatcher(Generic[T, R]):
         if self._wakeup is None:
             self._wakeup = asyncio.Event()
         if self._worker is None or self._worker.done():
-            self._worker = loop.create_task(self._work(), name=f"batcher:{self.name}")
+            self._worker = log_failures(loop.create_task(self._work(), name=f"batcher:{self.name}"))
         pending: _Pending[T, R] = _Pending(
             item, loop.create_future(), self._bucket(item), loop.time()
         )
@@ -184,7 +190,9 @@ class MicroBatcher(Generic[T, R]):
 
     async def _call(self, items: list[T]) -> Sequence[R | BaseException] | BaseException:
         try:
-            results = await self._run(lambda: self._process(items))
+            results: Sequence[R | BaseException] = await run_in_steps(
+                self._run, lambda: self._process(items)
+            )
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -206,8 +214,8 @@ class MicroBatcher(Generic[T, R]):
                 await self._worker
             except asyncio.CancelledError:
                 pass
-            except Exception:  # pragma: no cover - the worker logs its own failures
-                log.exception("batcher %s worker failed", self.name)
+            except Exception:  # logged when it happened (log_failures)
+                pass
         for pending in stranded:
             if not pending.future.done():
                 pending.future.set_exception(

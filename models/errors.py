@@ -1,4 +1,8 @@
-"""Errors the registry raises; each str() is a sentence a user can act on."""
+"""Errors the registry raises; each str() is a sentence a user can act on.
+
+Sentences name models by what users see (``ModelSpec.name``), never by a host path; the
+``model_id`` attribute and the log keep the details.
+"""
 
 from __future__ import annotations
 
@@ -26,10 +30,14 @@ class ModelUnavailable(ModelError):
 class ModelLoading(ModelError):
     """The model is still loading; the caller should try again shortly."""
 
-    def __init__(self, model_id: str, *, waited_s: float = 0.0) -> None:
-        super().__init__(f"The model {model_id} is still loading; try again in a minute.")
+    def __init__(self, model_id: str, *, waited_s: float = 0.0, name: str | None = None) -> None:
+        super().__init__(f"The model {name or model_id} is still loading; try again in a minute.")
         self.model_id = model_id
         self.waited_s = waited_s
+
+
+class ModelsBusy(ModelError):
+    """Every slot for servers' own models is in use by running requests; try again shortly."""
 
 
 class QueueFull(ModelError):
@@ -52,3 +60,7 @@ class InvalidInput(ModelError):
 
 class InvalidModelRef(ModelError):
     """A model reference is neither a valid hub id nor a local folder under an allowed root."""
+
+
+class ModelFolderMissing(InvalidModelRef):
+    """A local model folder (under an allowed root) does not exist."""

@@ -7,9 +7,9 @@ import functools
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Generator
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import Any, TypeVar
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +106,40 @@ class DeviceExecutors:
             self._executors.clear()
         for executor in executors:
             executor.shutdown(wait=wait, cancel_futures=True)
+
+
+def _advance(steps: Generator[None, None, T]) -> tuple[bool, T | None]:
+    try:
+        next(steps)
+    except StopIteration as stop:
+        return True, stop.value
+    return False, None
+
+
+async def run_in_steps(
+    run: Callable[[Callable[[], Any]], Awaitable[Any]],
+    start: Callable[[], T | Generator[None, None, T]],
+) -> T:
+    """Run ``start()`` through ``run`` (a device thread) and return its result.
+
+    When ``start()`` returns a generator, its first step runs in the same job and every further
+    step as a job of its own, so jobs submitted meanwhile (other models' batches, generation
+    chunks) run between steps; the generator's return value is the result. The generator only
+    ever runs on ``run``'s thread, one step at a time.
+    """
+
+    def first() -> tuple[Generator[None, None, T] | None, bool, T | None]:
+        out = start()
+        if isinstance(out, Generator):
+            done, value = _advance(out)
+            return out, done, value
+        return None, True, out
+
+    steps, done, value = await run(first)
+    while not done:
+        assert steps is not None
+        done, value = await run(lambda: _advance(steps))
+    return value  # type: ignore[return-value]
 
 
 def _normalize(device: str) -> str:

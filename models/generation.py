@@ -25,6 +25,7 @@ from transformers import (
 )
 
 from models.errors import InvalidInput
+from models.names import public_name
 from models.requests import GenerationRequest
 from models.results import FinishReason, GenerationStats
 from models.runners.base import CancelFlag
@@ -98,6 +99,7 @@ class GenerationSession:
         request: GenerationRequest,
         *,
         model_id: str,
+        model_name: str | None = None,
         cancel: CancelFlag | None = None,
     ) -> None:
         params = request.params
@@ -107,6 +109,7 @@ class GenerationSession:
         self.tokenizer = tokenizer
         self.params = params
         self.model_id = model_id
+        self.model_name = model_name or public_name(model_id)
         self.cancel = cancel
         self.started = time.perf_counter()
         ids = build_prompt_ids(tokenizer, request)
@@ -226,4 +229,5 @@ class GenerationSession:
             seconds=time.perf_counter() - self.started,
             finish_reason=self.finish_reason or "cancelled",
             model_id=self.model_id,
+            model_name=self.model_name,
         )

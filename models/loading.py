@@ -86,24 +86,25 @@ def probe_hub(spec: ModelSpec, *, timeout_s: float = HUB_PROBE_TIMEOUT_S) -> lis
     )
 
     model_id = spec.model_id
+    name = spec.name
     try:
         info = HfApi().model_info(model_id, revision=spec.revision, timeout=timeout_s)
     except GatedRepoError:
         raise ModelUnavailable(
-            f"The model {model_id} is gated on the Hugging Face hub: accept its terms and log in "
+            f"The model {name} is gated on the Hugging Face hub: accept its terms and log in "
             f"(HF_TOKEN), or {_how_to_fix(spec)}.",
             model_id=model_id,
             reason="gated on the hub",
         ) from None
     except RevisionNotFoundError:
         raise ModelUnavailable(
-            f"The model {model_id} has no revision {spec.revision!r} on the Hugging Face hub.",
+            f"The model {name} has no revision {spec.revision!r} on the Hugging Face hub.",
             model_id=model_id,
             reason=f"revision {spec.revision} not found",
         ) from None
     except RepositoryNotFoundError:
         raise ModelUnavailable(
-            f"There is no model {model_id} on the Hugging Face hub (or it is private); "
+            f"There is no model {name} on the Hugging Face hub (or it is private); "
             f"check the name, or {_how_to_fix(spec)}.",
             model_id=model_id,
             reason="not found on the hub",
@@ -111,13 +112,14 @@ def probe_hub(spec: ModelSpec, *, timeout_s: float = HUB_PROBE_TIMEOUT_S) -> lis
     except Exception as exc:
         if _is_network_error(exc) or isinstance(exc, OSError):
             raise ModelUnavailable(
-                f"The model {model_id} is not on this machine and the Hugging Face hub cannot be "
+                f"The model {name} is not on this machine and the Hugging Face hub cannot be "
                 f"reached ({type(exc).__name__}); {_how_to_fix(spec)}.",
                 model_id=model_id,
                 reason="hub unreachable",
             ) from None
+        log.warning("the hub refused %s: %s", model_id, exc)
         raise ModelUnavailable(
-            f"The Hugging Face hub refused {model_id} ({exc}); {_how_to_fix(spec)}.",
+            f"The Hugging Face hub refused {name} ({type(exc).__name__}); {_how_to_fix(spec)}.",
             model_id=model_id,
             reason=f"hub error: {type(exc).__name__}",
         ) from None
@@ -167,7 +169,7 @@ def _from_pretrained(
 def _check_tokenizer(spec: ModelSpec, tokenizer: Any) -> None:
     if task_info(spec.task).needs_fast_tokenizer and not getattr(tokenizer, "is_fast", False):
         raise ModelUnavailable(
-            f"The model {spec.model_id} has no fast tokenizer (tokenizer.json), which {spec.task} "
+            f"The model {spec.name} has no fast tokenizer (tokenizer.json), which {spec.task} "
             "needs for character offsets; use a checkpoint that ships one.",
             model_id=spec.model_id,
             reason="no fast tokenizer",
@@ -182,14 +184,14 @@ def load_model(spec: ModelSpec, ref: ModelRef) -> LoadedModel:
             folder = Path(ref.location)
             if spec.gguf_file and not (folder / spec.gguf_file).is_file():
                 raise ModelUnavailable(
-                    f"The model folder {spec.model_id} has no file {spec.gguf_file}.",
+                    f"The model {spec.name} has no file {spec.gguf_file} in its folder.",
                     model_id=spec.model_id,
                     reason="GGUF file missing",
                 )
             if not spec.gguf_file and not (folder / "config.json").is_file():
                 raise ModelUnavailable(
-                    f"The folder {spec.model_id} has no config.json, so it is not a "
-                    "transformers model folder (save one with save_pretrained).",
+                    f"The folder of the model {spec.name} has no config.json (it was removed, "
+                    "or is not a transformers model folder saved with save_pretrained).",
                     model_id=spec.model_id,
                     reason="no config.json",
                 )
@@ -206,7 +208,7 @@ def load_model(spec: ModelSpec, ref: ModelRef) -> LoadedModel:
             except OSError:
                 if hub_offline():
                     raise ModelUnavailable(
-                        f"The model {spec.model_id} is not in this machine's Hugging Face cache "
+                        f"The model {spec.name} is not in this machine's Hugging Face cache "
                         f"and downloads are off (HF_HUB_OFFLINE=1); {_how_to_fix(spec)}.",
                         model_id=spec.model_id,
                         reason="not cached and HF_HUB_OFFLINE=1",
@@ -220,12 +222,13 @@ def load_model(spec: ModelSpec, ref: ModelRef) -> LoadedModel:
     except ModelUnavailable:
         raise
     except Exception as exc:
-        log.debug("loading %s failed", spec.model_id, exc_info=True)
-        detail = " ".join(str(exc).split())[:200] or type(exc).__name__
+        # The exception's text names files and folders: it goes to the log, not to users.
+        log.warning("loading %s for %s failed", spec.model_id, spec.task, exc_info=True)
         raise ModelUnavailable(
-            f"The model {spec.model_id} could not be loaded for {spec.task}: {detail}",
+            f"The model {spec.name} could not be loaded for {spec.task} ({type(exc).__name__}: "
+            "its files are unreadable or incomplete); the bot's log has the details.",
             model_id=spec.model_id,
-            reason=detail,
+            reason=f"its files could not be loaded ({type(exc).__name__})",
         ) from exc
     _check_tokenizer(spec, tokenizer)
     model.eval()

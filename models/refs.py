@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from models.errors import InvalidModelRef
+from models.errors import InvalidModelRef, ModelFolderMissing
 
 # The hub's own rule (huggingface_hub.utils.validate_repo_id): optional namespace, then a name;
 # letters, digits, "-", "_", "."; no "--" or ".."; at most 96 characters.
@@ -125,5 +125,5 @@ def resolve_model_ref(
             "HFCORD_MODEL_ROOTS."
         )
     if not path.is_dir():
-        raise InvalidModelRef(f"The model folder {ref!r} does not exist.")
+        raise ModelFolderMissing(f"The model folder {ref!r} does not exist.")
     return ModelRef("local", str(path))

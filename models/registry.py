@@ -1,6 +1,13 @@
 """The model registry: lazy loading, per-device execution, batching, per-guild overrides.
 
 Importing this module does not import torch; models load on first use (or :meth:`preload`).
+
+Servers' own models (per-guild overrides) are untrusted input as far as the host is concerned:
+at most ``max_resident_overrides`` of them stay loaded (the least recently used idle one is
+unloaded to make room, and reloaded on demand), and one whose folder disappeared or no longer
+loads falls back to the task's default model for that server's requests, visibly in
+:meth:`statuses`. Errors name models by ``ModelSpec.name``; paths and raw exception text go to
+the log only.
 """
 
 from __future__ import annotations
@@ -8,20 +15,26 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
+from models.background import BackgroundTasks, log_failures
 from models.batcher import MicroBatcher
 from models.errors import (
     InvalidModelRef,
     ModelError,
+    ModelFolderMissing,
     ModelLoading,
+    ModelsBusy,
     ModelUnavailable,
 )
 from models.executor import DeviceExecutors, configure_torch_threads
+from models.handles import ModelHandle, to_unload
 from models.refs import (
     ModelRef,
     is_local_ref,
@@ -44,7 +57,7 @@ from models.results import (
     NERResult,
     QAResult,
 )
-from models.runners.base import AnyRunner, CancelFlag, DeviceRun, StreamRunner, process_batch
+from models.runners.base import AnyRunner, CancelFlag, DeviceRun, StreamRunner, batch_steps
 from models.specs import ModelSpec
 from models.streams import GenerationStream, StreamSlots
 from models.tasks import Task, task_info, task_of
@@ -59,41 +72,15 @@ R = TypeVar("R")
 T = TypeVar("T")
 
 
-@dataclass
-class _Handle:
-    """One loaded (or loadable) model shared by every spec with the same key.
-
-    A batched task's model is served by a runner behind a ``batcher``; a streamed task's
-    model by a ``streamer`` behind ``slots``.
-    """
-
-    spec: ModelSpec
-    ref: ModelRef | None
-    state: ModelState = "not loaded"
-    error: ModelError | None = None
-    permanent_failure: bool = False
-    failed_at: float = 0.0
-    loaded: LoadedModel | None = None
-    batcher: MicroBatcher[EncoderRequest[Any], object] | None = None
-    streamer: StreamRunner | None = None
-    slots: StreamSlots | None = None
-    load_task: asyncio.Task[None] | None = None
-    inflight: int = 0
-    retired: bool = False
-
-    def drop_model(self) -> None:
-        self.loaded = None
-        self.streamer = None
-        self.state = "not loaded"
-
-
 class ModelRegistry:
     """Serves one model per task (plus per-guild overrides), loading each once, lazily.
 
     ``specs`` are the default model per task (operator configuration: local folders there are
     trusted); per-guild overrides must be hub ids or folders under ``allowed_roots``. All model
-    calls on a device run on that device's single executor thread; loading runs on a separate
-    loader thread so a slow load never stalls the models already serving.
+    calls on a device run on that device's single executor thread, a batch one forward pass per
+    job so other models' work interleaves; loading runs on a separate loader thread so a slow
+    load never stalls the models already serving. ``max_resident_overrides`` (None: no limit)
+    caps how many per-guild override models are loaded at once.
     """
 
     def __init__(
@@ -105,7 +92,10 @@ class ModelRegistry:
         load_wait_s: float = 300.0,
         retry_failed_after_s: float = 30.0,
         loader: Loader | None = None,
+        max_resident_overrides: int | None = None,
     ) -> None:
+        if max_resident_overrides is not None and max_resident_overrides < 1:
+            raise ValueError("max_resident_overrides must be at least 1 (or None)")
         items = specs.values() if isinstance(specs, Mapping) else specs
         self._defaults: dict[Task, ModelSpec] = {}
         for spec in items:
@@ -115,10 +105,12 @@ class ModelRegistry:
         self.load_wait_s = load_wait_s
         self.retry_failed_after_s = retry_failed_after_s
         self._loader_fn = loader
+        self.max_resident_overrides = max_resident_overrides
         self._overrides: dict[tuple[int, Task], ModelSpec] = {}
-        self._handles: dict[tuple[Any, ...], _Handle] = {}
+        self._handles: dict[tuple[Any, ...], ModelHandle] = {}
         self._executors = DeviceExecutors(torch_threads)
         self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hfcord-loader")
+        self._background = BackgroundTasks()  # unloads
         self._closed = False
         for spec in self._defaults.values():
             self._handle(spec, trusted=True)
@@ -140,28 +132,61 @@ class ModelRegistry:
             ) from None
 
     def _validate(self, spec: ModelSpec, *, trusted: bool) -> ModelRef:
-        validate_revision(spec.revision)
-        validate_gguf_file(spec.gguf_file)
-        return resolve_model_ref(spec.model_id, self.allowed_roots, trusted=trusted)
+        """The checked reference, or :class:`InvalidModelRef` naming the model by its name
+        (the detailed reason, which may hold paths, goes to the log)."""
+        try:
+            validate_revision(spec.revision)
+            validate_gguf_file(spec.gguf_file)
+            return resolve_model_ref(spec.model_id, self.allowed_roots, trusted=trusted)
+        except InvalidModelRef as exc:
+            log.warning("%s model %s refused: %s", spec.task, spec.model_id, exc)
+            if isinstance(exc, ModelFolderMissing):
+                raise ModelFolderMissing(
+                    f"The folder of the model {spec.name} is missing."
+                ) from None
+            raise InvalidModelRef(
+                f"The model {spec.name} cannot be served: it is not a valid Hugging Face model "
+                "id, revision or file, nor a folder this bot may load models from."
+            ) from None
 
-    def _handle(self, spec: ModelSpec, *, trusted: bool = False) -> _Handle:
+    def _is_default(self, key: tuple[Any, ...]) -> bool:
+        return any(spec.key == key for spec in self._defaults.values())
+
+    def _handle(self, spec: ModelSpec, *, trusted: bool | None = None) -> ModelHandle:
         handle = self._handles.get(spec.key)
         if handle is not None:
             handle.retired = False
             return handle
+        trusted = self._is_default(spec.key) if trusted is None else trusted
         try:
             ref: ModelRef | None = self._validate(spec, trusted=trusted)
-            handle = _Handle(spec=spec, ref=ref)
+            handle = ModelHandle(spec=spec, ref=ref, trusted=trusted)
+        except ModelFolderMissing as exc:
+            # e.g. a promoted model restored at start after its folder was removed: the
+            # default serves meanwhile; the folder is looked for again on a later request.
+            handle = ModelHandle(
+                spec=spec,
+                ref=None,
+                trusted=trusted,
+                state="failed",
+                error=exc,
+                failed_at=time.monotonic(),
+            )
         except InvalidModelRef as exc:
             # A bad configured model fails its own task only, visibly in /models.
-            handle = _Handle(spec=spec, ref=None, state="failed", error=exc, permanent_failure=True)
+            handle = ModelHandle(
+                spec=spec,
+                ref=None,
+                trusted=trusted,
+                state="failed",
+                error=exc,
+                permanent_failure=True,
+            )
         self._handles[spec.key] = handle
         return handle
 
     def _referenced(self, key: tuple[Any, ...]) -> bool:
-        return any(spec.key == key for spec in self._defaults.values()) or any(
-            spec.key == key for spec in self._overrides.values()
-        )
+        return self._is_default(key) or any(spec.key == key for spec in self._overrides.values())
 
     def _release_if_unused(self, spec: ModelSpec) -> None:
         handle = self._handles.get(spec.key)
@@ -170,26 +195,52 @@ class ModelRegistry:
         handle.retired = True
         self._maybe_unload(handle)
 
-    def _maybe_unload(self, handle: _Handle) -> None:
+    def _maybe_unload(self, handle: ModelHandle) -> None:
         if not handle.retired or handle.inflight > 0 or handle.state == "loading":
             return
         if self._handles.get(handle.spec.key) is handle:
             del self._handles[handle.spec.key]
-        asyncio.get_running_loop().create_task(self._unload(handle))
+        self._drop(handle, why="no longer used")
 
-    async def _unload(self, handle: _Handle) -> None:
-        log.info("unloading %s (%s)", handle.spec.model_id, handle.spec.task)
+    def _drop(self, handle: ModelHandle, *, why: str) -> None:
+        """Unload ``handle``'s model now; its memory is freed in the background."""
+        log.info("unloading %s (%s): %s", handle.spec.model_id, handle.spec.task, why)
         batcher, handle.batcher = handle.batcher, None
         handle.drop_model()
+        self._background.spawn(
+            self._release(batcher, handle.spec.device), name=f"unload:{handle.spec.name}"
+        )
+
+    async def _release(self, batcher: MicroBatcher[Any, Any] | None, device: str) -> None:
         if batcher is not None:
             await batcher.close()
         if not self._closed:
             # Free the weights on the device thread, after anything still queued there.
-            await self._executors.run(handle.spec.device, _release_memory, handle.spec.device)
+            await self._executors.run(device, _release_memory, device)
+
+    def _make_room(self, loading: ModelHandle) -> None:
+        """Before a per-guild override model loads: unload the least recently used idle ones
+        so at most ``max_resident_overrides`` are loaded; :class:`ModelsBusy` if all are busy."""
+        cap = self.max_resident_overrides
+        if cap is None or self._is_default(loading.spec.key):
+            return
+        resident = [
+            h
+            for h in self._handles.values()
+            if h is not loading and h.resident and not self._is_default(h.spec.key)
+        ]
+        victims = to_unload(resident, cap)
+        if victims is None:
+            raise ModelsBusy(
+                f"This bot already has as many servers' own models loaded as it can hold "
+                f"({cap}), all of them answering requests; try again in a minute."
+            )
+        for victim in victims:
+            self._drop(victim, why=f"least recently used of {cap} servers' own models")
 
     # ----------------------------------------------------------------- loading
 
-    async def _ensure_loaded(self, handle: _Handle) -> None:
+    async def _ensure_loaded(self, handle: ModelHandle) -> None:
         if self._closed:
             raise ModelUnavailable("The model service is shutting down.", reason="closed")
         if handle.state == "ready":
@@ -199,54 +250,59 @@ class ModelRegistry:
             assert handle.error is not None
             if (
                 handle.permanent_failure
-                or loop.time() - handle.failed_at < self.retry_failed_after_s
+                or time.monotonic() - handle.failed_at < self.retry_failed_after_s
             ):
                 raise handle.error
         if handle.load_task is None or handle.load_task.done():
+            self._make_room(handle)
             handle.state = "loading"
             handle.error = None
-            handle.load_task = loop.create_task(
-                self._load(handle), name=f"load:{handle.spec.model_id}"
+            handle.load_task = log_failures(
+                loop.create_task(self._load(handle), name=f"load:{handle.spec.name}")
             )
         started = loop.time()
         try:
             await asyncio.wait_for(asyncio.shield(handle.load_task), self.load_wait_s)
         except TimeoutError:
-            raise ModelLoading(handle.spec.model_id, waited_s=loop.time() - started) from None
+            raise ModelLoading(
+                handle.spec.model_id, waited_s=loop.time() - started, name=handle.spec.name
+            ) from None
         if handle.state != "ready":
             assert handle.error is not None
             raise handle.error
 
-    async def _load(self, handle: _Handle) -> None:
+    async def _load(self, handle: ModelHandle) -> None:
         spec = handle.spec
-        assert handle.ref is not None
         loop = asyncio.get_running_loop()
         log.info("loading %s for %s", spec.model_id, spec.task)
         try:
-            loaded, runner = await loop.run_in_executor(
-                self._loader, self._load_blocking, spec, handle.ref
+            ref, loaded, runner = await loop.run_in_executor(
+                self._loader, self._load_blocking, spec, handle.ref, handle.trusted
             )
         except ModelError as exc:
-            handle.state, handle.error, handle.failed_at = "failed", exc, loop.time()
+            handle.state, handle.error, handle.failed_at = "failed", exc, time.monotonic()
             log.warning("model %s failed to load: %s", spec.model_id, exc)
         except Exception as exc:
             log.exception("model %s failed to load", spec.model_id)
-            handle.state, handle.failed_at = "failed", loop.time()
+            handle.state, handle.failed_at = "failed", time.monotonic()
             handle.error = ModelUnavailable(
-                f"The model {spec.model_id} failed to load ({type(exc).__name__}); "
-                "see the bot's log.",
+                f"The model {spec.name} failed to load ({type(exc).__name__}); see the bot's log.",
                 model_id=spec.model_id,
-                reason=f"{type(exc).__name__}: {exc}"[:200],
+                reason=f"failed to load ({type(exc).__name__})",
             )
         else:
+            handle.ref = ref
             handle.loaded = loaded
             self._serve(handle, runner)
             handle.state = "ready"
+            handle.last_used = time.monotonic()
         self._maybe_unload(handle)
 
     def _load_blocking(
-        self, spec: ModelSpec, ref: ModelRef
-    ) -> tuple[LoadedModel, AnyRunner | StreamRunner]:
+        self, spec: ModelSpec, ref: ModelRef | None, trusted: bool
+    ) -> tuple[ModelRef, LoadedModel, AnyRunner | StreamRunner]:
+        if ref is None:  # its folder was missing before: look again
+            ref = self._validate(spec, trusted=trusted)
         configure_torch_threads(self.torch_threads)
         from models.loading import load_model
 
@@ -257,23 +313,24 @@ class ModelRegistry:
             streamer: StreamRunner = runner_class(
                 loaded.model, loaded.tokenizer, spec, self._device_runner(spec.device)
             )
-            return loaded, streamer
+            return ref, loaded, streamer
         runner: AnyRunner = runner_class(loaded.model, loaded.tokenizer, spec)
-        return loaded, runner
+        return ref, loaded, runner
 
-    def _serve(self, handle: _Handle, runner: AnyRunner | StreamRunner) -> None:
+    def _serve(self, handle: ModelHandle, runner: AnyRunner | StreamRunner) -> None:
         """Put a freshly loaded model's runner behind stream slots or a batcher."""
         spec = handle.spec
         if isinstance(runner, StreamRunner):
             handle.streamer = runner
             handle.slots = StreamSlots(
-                spec.model_id, limit=spec.max_batch, queue_depth=spec.queue_depth
+                spec.name, limit=spec.max_batch, queue_depth=spec.queue_depth
             )
             return
         handle.batcher = MicroBatcher(
-            lambda requests: process_batch(runner, requests),
+            # One forward pass per device job: other models' work runs between passes.
+            lambda requests: batch_steps(runner, requests, spec.forward_batch),
             self._device_runner(spec.device),
-            name=spec.model_id,
+            name=spec.name,
             max_batch=spec.max_batch,
             max_wait_ms=spec.max_wait_ms,
             queue_depth=spec.queue_depth,
@@ -313,6 +370,7 @@ class ModelRegistry:
         return ModelStatus(
             task=spec.task,
             model_id=spec.model_id,
+            name=spec.name,
             source=source,
             state=state,
             reason=reason,
@@ -351,21 +409,31 @@ class ModelRegistry:
         spec: ModelSpec | str,
         *,
         preload: bool = True,
+        display_name: str | None = None,
     ) -> ModelSpec:
         """Serve ``spec`` (or a model ref on the task's default limits) for ``guild_id``.
 
-        With ``preload`` the new model is loaded first and the swap happens only if it loads
-        (raising :class:`ModelUnavailable` otherwise, the old model still serving). Requests
-        already running finish on the old model, which is unloaded once nothing uses it.
-        Raises :class:`InvalidModelRef` for refs outside the allowed roots.
+        ``display_name`` is what users see for it (e.g. "fine-tuned job #12"; default: the
+        folder's name or the hub id). With ``preload`` the new model is loaded first and the
+        swap happens only if it loads (raising :class:`ModelUnavailable` otherwise, the old
+        model still serving). Requests already running finish on the old model, which is
+        unloaded once nothing uses it. Raises :class:`InvalidModelRef` for refs outside the
+        allowed roots. Without ``preload`` (restoring at start) a missing folder is accepted:
+        the server's requests use the default model until it is back, as :meth:`statuses` says.
         """
         task = Task(task)
         if isinstance(spec, str):
-            spec = self.spec_for(task).with_model(spec)
+            spec = self.spec_for(task).with_model(spec, display_name=display_name)
+        elif display_name is not None:
+            spec = replace(spec, display_name=display_name)
         if spec.task != task:
             raise ValueError(f"spec is for {spec.task}, not {task}")
-        self._validate(spec, trusted=False)
-        handle = self._handle(spec)
+        try:
+            self._validate(spec, trusted=False)
+        except ModelFolderMissing:
+            if preload:
+                raise
+        handle = self._handle(spec, trusted=False)
         if preload:
             handle.inflight += 1
             try:
@@ -374,7 +442,7 @@ class ModelRegistry:
                 handle.inflight -= 1
         old = self._overrides.get((guild_id, task))
         self._overrides[(guild_id, task)] = spec
-        log.info("guild %s now uses %s for %s", guild_id, spec.model_id, task)
+        log.info("guild %s now uses %s (%s) for %s", guild_id, spec.model_id, spec.name, task)
         if old is not None and old.key != spec.key:
             self._release_if_unused(old)
         if not preload and self._handles.get(spec.key) is handle:
@@ -389,20 +457,50 @@ class ModelRegistry:
 
     # ----------------------------------------------------------------- requests
 
+    @asynccontextmanager
+    async def _serving(self, task: Task, guild_id: int | None) -> AsyncIterator[ModelHandle]:
+        """The loaded model serving ``task`` for ``guild_id``, held (in flight) in the block.
+
+        A per-guild override that cannot be served (its folder vanished, its files no longer
+        load) falls back to the task's default model; :meth:`statuses` shows the failure.
+        """
+        spec = self.spec_for(task, guild_id)
+        handle = self._handle(spec)
+        handle.inflight += 1
+        try:
+            try:
+                await self._ensure_loaded(handle)
+            except (ModelUnavailable, InvalidModelRef) as exc:
+                default = self._defaults.get(task)
+                if default is None or default.key == spec.key or self._closed:
+                    raise
+                # The failure itself was logged when the model failed to load.
+                log.debug(
+                    "guild %s: %s for %s cannot be served (%s); the default model answers",
+                    guild_id,
+                    spec.model_id,
+                    task,
+                    exc,
+                )
+                handle.inflight -= 1
+                self._maybe_unload(handle)
+                handle = self._handle(default)
+                handle.inflight += 1
+                await self._ensure_loaded(handle)
+            handle.last_used = time.monotonic()
+            yield handle
+        finally:
+            handle.inflight -= 1
+            self._maybe_unload(handle)
+
     async def submit(self, request: EncoderRequest[R], guild_id: int | None = None) -> R:
         """Answer a batched request (any request type in the task table) with the model
         serving its task for ``guild_id``; concurrent requests share batches."""
         task = task_of(request)
         request.validate()
-        handle = self._handle(self.spec_for(task, guild_id))
-        handle.inflight += 1
-        try:
-            await self._ensure_loaded(handle)
+        async with self._serving(task, guild_id) as handle:
             assert handle.batcher is not None
             result = await handle.batcher.submit(request)
-        finally:
-            handle.inflight -= 1
-            self._maybe_unload(handle)
         if not isinstance(result, task_info(task).result_type):
             raise TypeError(f"{task} answered with {type(result).__name__}")
         return cast(R, result)
@@ -461,22 +559,17 @@ class ModelRegistry:
         cancel: CancelFlag | None,
     ) -> AsyncIterator[str]:
         request.validate()
-        handle = self._handle(self.spec_for(Task.GENERATION, guild_id))
-        handle.inflight += 1
-        try:
-            await self._ensure_loaded(handle)
-            assert handle.streamer is not None and handle.slots is not None
-            async with handle.slots.hold():
-                inner = handle.streamer.open(request, cancel)
+        async with self._serving(Task.GENERATION, guild_id) as handle:
+            streamer, slots = handle.streamer, handle.slots
+            assert streamer is not None and slots is not None
+            async with slots.hold():
+                inner = streamer.open(request, cancel)
                 try:
                     async for piece in inner:
                         yield piece
                     stream.stats = inner.stats
                 finally:
                     await inner.aclose()
-        finally:
-            handle.inflight -= 1
-            self._maybe_unload(handle)
 
     # ----------------------------------------------------------------- shutdown
 
@@ -491,6 +584,7 @@ class ModelRegistry:
             if handle.batcher is not None:
                 await handle.batcher.close()
             handle.drop_model()
+        await self._background.wait()
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self._shutdown_threads)
 

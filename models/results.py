@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
+from models.names import public_name
+
 if TYPE_CHECKING:
     from models.tasks import Task
 
@@ -61,10 +63,15 @@ class Answer:
 
 @dataclass(frozen=True)
 class QAResult:
-    """Answers best first (at most ``top_k``); empty when the context holds no candidate."""
+    """Answers best first (at most ``top_k``); empty when the context holds no candidate.
+
+    ``read_chars`` is set when the context was longer than the reader windows one request may
+    cover (``ModelSpec.max_windows``): only ``context[:read_chars]`` was searched.
+    """
 
     answers: tuple[Answer, ...]
     model_id: str
+    read_chars: int | None = None
 
     @property
     def best(self) -> Answer | None:
@@ -73,7 +80,8 @@ class QAResult:
 
 @dataclass(frozen=True)
 class GenerationStats:
-    """How a generation ended: the whole text, token counts, time and why it stopped."""
+    """How a generation ended: the whole text, token counts, time and why it stopped;
+    ``model_name`` is the model as users see it (``ModelSpec.name``, never a path)."""
 
     text: str
     prompt_tokens: int
@@ -81,6 +89,7 @@ class GenerationStats:
     seconds: float
     finish_reason: FinishReason
     model_id: str
+    model_name: str = ""
 
     @property
     def tokens_per_s(self) -> float:
@@ -89,7 +98,12 @@ class GenerationStats:
 
 @dataclass(frozen=True)
 class ModelStatus:
-    """One task's model as /models shows it; ``guild_id`` is set for a server's override."""
+    """One task's model as /models shows it; ``guild_id`` is set for a server's override.
+
+    ``name`` is what users see (``ModelSpec.name``; when not given, the folder's name or hub
+    id), ``model_id`` the reference itself, which for a local model is a host path: for logs
+    and the operator only.
+    """
 
     task: Task
     model_id: str
@@ -102,3 +116,8 @@ class ModelStatus:
     gguf_file: str | None = None
     description: str | None = None
     load_seconds: float | None = None
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            object.__setattr__(self, "name", public_name(self.model_id))

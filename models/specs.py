@@ -7,11 +7,24 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 
+from models.names import public_name
 from models.requests import GenerationParams
 from models.tasks import Task, task_info
 
-__all__ = ["GenerationParams", "ModelSpec", "Task", "default_spec", "default_specs"]
+__all__ = [
+    "DEFAULT_QA_MAX_WINDOWS",
+    "GenerationParams",
+    "ModelSpec",
+    "Task",
+    "default_spec",
+    "default_specs",
+]
+
+# Reader windows one question may cover: about 30,000 tokens with the default window and
+# stride, so the default 100,000-character context of English text is read whole.
+DEFAULT_QA_MAX_WINDOWS = 128
 
 
 _DTYPES = frozenset({"auto", "float32", "float16", "bfloat16"})
@@ -28,6 +41,10 @@ class ModelSpec:
     ``queue_depth`` bounds the requests waiting beyond that; past it requests fail fast with
     :class:`models.errors.QueueFull`. ``length_buckets`` are character-length edges: one job
     only holds requests from one bucket, so a very long input never joins short ones.
+
+    Users see :attr:`name`, never ``model_id`` (for a local model that is a host path):
+    ``display_name`` when given (e.g. "fine-tuned job #12"), else the folder's name or the hub
+    id. ``max_windows`` bounds the reader windows one question answering request covers.
     """
 
     task: Task
@@ -48,8 +65,11 @@ class ModelSpec:
     max_seq_len: int = 384
     doc_stride: int = 128
     max_answer_len: int = 15
+    max_windows: int = DEFAULT_QA_MAX_WINDOWS
     # free text shown by /models, e.g. "fine-tuned by job 12"
     description: str | None = field(default=None, compare=False)
+    # what users see instead of model_id (see `name`)
+    display_name: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "task", Task(self.task))
@@ -63,6 +83,7 @@ class ModelSpec:
             "queue_depth",
             "max_new_tokens",
             "generation_chunk_tokens",
+            "max_windows",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
@@ -74,6 +95,12 @@ class ModelSpec:
             raise ValueError("doc_stride must be between 0 and max_seq_len")
         if list(self.length_buckets) != sorted(self.length_buckets):
             raise ValueError("length_buckets must be increasing")
+
+    @cached_property
+    def name(self) -> str:
+        """The model's name as users see it: ``display_name``, else a local folder's name
+        (never its path), else the hub id."""
+        return public_name(self.model_id, self.display_name)
 
     @property
     def key(self) -> tuple[str, str, str | None, str | None, str, str]:
@@ -87,6 +114,7 @@ class ModelSpec:
         revision: str | None = None,
         gguf_file: str | None = None,
         description: str | None = None,
+        display_name: str | None = None,
     ) -> ModelSpec:
         """This spec's task and limits, serving another model (used for per-guild overrides)."""
         return replace(
@@ -95,6 +123,7 @@ class ModelSpec:
             revision=revision,
             gguf_file=gguf_file,
             description=description,
+            display_name=display_name,
         )
 
 

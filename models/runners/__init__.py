@@ -7,9 +7,20 @@ from models.runners.base import (
     AnyRunner,
     CancelFlag,
     DeviceRun,
+    Features,
     Runner,
     StreamRunner,
+    batch_steps,
     process_batch,
 )
 
-__all__ = ["AnyRunner", "CancelFlag", "DeviceRun", "Runner", "StreamRunner", "process_batch"]
+__all__ = [
+    "AnyRunner",
+    "CancelFlag",
+    "DeviceRun",
+    "Features",
+    "Runner",
+    "StreamRunner",
+    "batch_steps",
+    "process_batch",
+]

@@ -11,7 +11,7 @@ from models.requests import ClassifyRequest
 from models.results import ClassificationResult, LabelScore
 from models.runners.common import (
     Features,
-    forward_rows,
+    forward_pass,
     input_names,
     model_max_length,
     row,
@@ -41,19 +41,17 @@ class ClassificationRunner:
         encoded = self.tokenizer(request.text, truncation=True, max_length=self.max_length)
         return row(encoded, self.inputs)
 
-    def forward(self, batch: Sequence[Features]) -> list[np.ndarray]:
-        logits: list[np.ndarray] = [np.empty(0)] * len(batch)
-        for chunk, output in forward_rows(
-            self.model, self.tokenizer, batch, self.spec.forward_batch
-        ):
-            values = output.logits.float().cpu().numpy()
-            for position, i in enumerate(chunk):
-                logits[i] = values[position]
-        return logits
+    def rows(self, prepared: Features) -> list[Features]:
+        return [prepared]
+
+    def forward(self, rows: Sequence[Features]) -> list[np.ndarray]:
+        values = forward_pass(self.model, self.tokenizer, rows).logits.float().cpu().numpy()
+        return list(values)
 
     def finish(
-        self, request: ClassifyRequest, prepared: Features, output: np.ndarray
+        self, request: ClassifyRequest, prepared: Features, outputs: Sequence[np.ndarray]
     ) -> ClassificationResult:
+        (output,) = outputs
         probs = 1.0 / (1.0 + np.exp(-output)) if self.sigmoid else softmax(output)
         order = np.argsort(-probs)[: max(1, request.top_k)]
         scores = tuple(LabelScore(self.labels[j], float(probs[j])) for j in order)

@@ -1,15 +1,24 @@
-"""What the encoder runners share: model input rows, and the one loop that calls the model."""
+"""What the encoder runners share: model input rows, and the one padded pass that calls the model."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
-# One row of model inputs, as plain token-id lists (input_ids, attention_mask, token_type_ids).
-Features = dict[str, list[int]]
+from models.runners.base import Features
+
+__all__ = [
+    "Features",
+    "forward_pass",
+    "input_names",
+    "model_max_length",
+    "per_row",
+    "row",
+    "softmax",
+]
 
 _INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -47,47 +56,17 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return shifted / shifted.sum(axis=-1, keepdims=True)
 
 
-def length_sorted_chunks(lengths: Sequence[int], rows: int) -> list[list[int]]:
-    """Indices grouped into chunks of at most ``rows``, shortest first, so each padded
-    forward pass holds inputs of similar length."""
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    step = max(1, rows)
-    return [order[s : s + step] for s in range(0, len(order), step)]
+def forward_pass(model: Any, tokenizer: Any, rows: Sequence[Features]) -> Any:
+    """One padded forward pass of ``model`` over ``rows``; the model's output."""
+    padded = tokenizer.pad(list(rows), return_tensors="pt")
+    with torch.inference_mode():
+        return model(**{name: tensor.to(model.device) for name, tensor in padded.items()})
 
 
-def forward_rows(
-    model: Any, tokenizer: Any, rows: Sequence[Features], rows_per_pass: int
-) -> Iterator[tuple[list[int], Any]]:
-    """Run the model over ``rows``, ``rows_per_pass`` rows of similar length per padded pass;
-    yield each pass's row indices and model output."""
-    lengths = [len(features["input_ids"]) for features in rows]
-    for chunk in length_sorted_chunks(lengths, rows_per_pass):
-        padded = tokenizer.pad([rows[i] for i in chunk], return_tensors="pt")
-        with torch.inference_mode():
-            output = model(**{name: tensor.to(model.device) for name, tensor in padded.items()})
-        yield chunk, output
-
-
-def forward_windows(
-    model: Any,
-    tokenizer: Any,
-    inputs: Sequence[Sequence[Features]],
-    rows_per_pass: int,
-    heads: Callable[[Any], Sequence[torch.Tensor]],
-) -> list[list[list[np.ndarray]]]:
-    """Run every window of every input (long texts have many) in passes of ``rows_per_pass``
-    rows, which bounds memory; return, per input and window, the ``heads`` of the model
-    output (token-level tensors) as arrays cut to the window's length."""
-    rows = [features for windows in inputs for features in windows]
-    outputs: list[list[np.ndarray]] = [[] for _ in rows]
-    for chunk, output in forward_rows(model, tokenizer, rows, rows_per_pass):
-        arrays = [tensor.float().cpu().numpy() for tensor in heads(output)]
-        for position, i in enumerate(chunk):
-            length = len(rows[i]["input_ids"])
-            outputs[i] = [array[position, :length] for array in arrays]
-    grouped: list[list[list[np.ndarray]]] = []
-    start = 0
-    for windows in inputs:
-        grouped.append(outputs[start : start + len(windows)])
-        start += len(windows)
-    return grouped
+def per_row(rows: Sequence[Features], heads: Sequence[torch.Tensor]) -> list[list[np.ndarray]]:
+    """Token-level ``heads`` of a padded pass as arrays, per row, cut to the row's length."""
+    arrays = [tensor.float().cpu().numpy() for tensor in heads]
+    return [
+        [array[position, : len(features["input_ids"])] for array in arrays]
+        for position, features in enumerate(rows)
+    ]

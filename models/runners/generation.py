@@ -61,6 +61,7 @@ class LocalGenerationRunner:
                     self.tokenizer,
                     request,
                     model_id=self.spec.model_id,
+                    model_name=self.spec.name,
                     cancel=_EitherFlag(cancel, stop),
                 )
             )

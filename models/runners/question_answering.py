@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -14,20 +15,28 @@ from models.requests import QARequest
 from models.results import QAResult
 from models.runners.common import (
     Features,
-    forward_windows,
+    forward_pass,
     input_names,
     model_max_length,
+    per_row,
     row,
 )
 from models.specs import ModelSpec
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class QAWindows:
-    """One question and context's tokenizer output: its windows, each a row of model inputs."""
+    """One question and context's tokenizer output: its windows, each a row of model inputs.
+
+    At most ``ModelSpec.max_windows`` windows are kept; ``read_chars`` (set when some were
+    dropped) is where the last kept window ends in the context.
+    """
 
     encoded: Any
     rows: list[Features]
+    read_chars: int | None = None
 
 
 # Start and end logits of one window, cut to its length.
@@ -61,25 +70,40 @@ class QuestionAnsweringRunner:
                 doc_stride=self.doc_stride,
             )
         except Exception as exc:
-            # e.g. a question so long that no context fits in a window.
+            # e.g. a question so long that no context fits in a window. The tokenizer's own
+            # words go to the log; the user gets what to do.
+            log.info("QA tokenization failed for %s: %s", self.spec.model_id, exc)
             raise InvalidInput(
-                f"This question and context cannot be processed ({str(exc).splitlines()[0][:120]}); "
-                "try a shorter question."
+                "This question and context cannot be read together by the model "
+                f"({type(exc).__name__}); try a shorter question."
             ) from exc
-        windows = range(len(encoded["input_ids"]))
-        return QAWindows(encoded, [row(encoded, self.inputs, w) for w in windows])
+        total = len(encoded["input_ids"])
+        kept = min(total, self.spec.max_windows)
+        read_chars = None
+        if kept < total:
+            # Windows are in context order: the last kept one ends where reading stopped.
+            last = kept - 1
+            read_chars = max(
+                end
+                for (_, end), seq in zip(
+                    encoded["offset_mapping"][last], encoded.sequence_ids(last), strict=True
+                )
+                if seq == 1
+            )
+        return QAWindows(encoded, [row(encoded, self.inputs, w) for w in range(kept)], read_chars)
 
-    def forward(self, batch: Sequence[QAWindows]) -> list[list[SpanLogits]]:
-        outputs = forward_windows(
-            self.model,
-            self.tokenizer,
-            [request.rows for request in batch],
-            self.spec.forward_batch,
-            lambda out: (out.start_logits, out.end_logits),
-        )
-        return [[(start, end) for start, end in windows] for windows in outputs]
+    def rows(self, prepared: QAWindows) -> list[Features]:
+        return prepared.rows
 
-    def finish(self, request: QARequest, prepared: QAWindows, output: list[SpanLogits]) -> QAResult:
+    def forward(self, rows: Sequence[Features]) -> list[SpanLogits]:
+        output = forward_pass(self.model, self.tokenizer, rows)
+        return [
+            (start, end) for start, end in per_row(rows, (output.start_logits, output.end_logits))
+        ]
+
+    def finish(
+        self, request: QARequest, prepared: QAWindows, output: Sequence[SpanLogits]
+    ) -> QAResult:
         encoded = prepared.encoded
         windows = []
         for w, (start_logits, end_logits) in enumerate(output):
@@ -103,4 +127,6 @@ class QuestionAnsweringRunner:
             handle_impossible_answer=request.handle_impossible_answer,
             max_answer_len=request.max_answer_len or self.spec.max_answer_len,
         )
-        return QAResult(answers=tuple(answers), model_id=self.spec.model_id)
+        return QAResult(
+            answers=tuple(answers), model_id=self.spec.model_id, read_chars=prepared.read_chars
+        )

@@ -13,9 +13,10 @@ from models.requests import NERRequest
 from models.results import NERResult
 from models.runners.common import (
     Features,
-    forward_windows,
+    forward_pass,
     input_names,
     model_max_length,
+    per_row,
     row,
     softmax,
 )
@@ -59,15 +60,15 @@ class TokenClassificationRunner:
         windows = range(len(encoded["input_ids"]))
         return TextWindows(encoded, [row(encoded, self.inputs, w) for w in windows])
 
-    def forward(self, batch: Sequence[TextWindows]) -> list[list[np.ndarray]]:
-        texts = [text.rows for text in batch]
-        outputs = forward_windows(
-            self.model, self.tokenizer, texts, self.spec.forward_batch, lambda out: (out.logits,)
-        )
-        return [[logits for (logits,) in windows] for windows in outputs]
+    def rows(self, prepared: TextWindows) -> list[Features]:
+        return prepared.rows
+
+    def forward(self, rows: Sequence[Features]) -> list[np.ndarray]:
+        output = forward_pass(self.model, self.tokenizer, rows)
+        return [logits for (logits,) in per_row(rows, (output.logits,))]
 
     def finish(
-        self, request: NERRequest, prepared: TextWindows, output: list[np.ndarray]
+        self, request: NERRequest, prepared: TextWindows, output: Sequence[np.ndarray]
     ) -> NERResult:
         encoded = prepared.encoded
         windows: list[list[TokenPrediction]] = []

@@ -50,10 +50,10 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
 
 def test_env_file_is_read(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     env_file = tmp_path / ".env"
-    env_file.write_text("HFCORD_SENTIMENT_MODEL=my/model\nHFCORD_COMMAND_COOLDOWN_S=2.5\n")
+    env_file.write_text("HFCORD_SENTIMENT_MODEL=my/model\nHFCORD_USER_BUDGET_WINDOW_S=2.5\n")
     settings = Settings.load(env_file=env_file)
     assert settings.sentiment_model == "my/model"
-    assert settings.command_cooldown_s == 2.5
+    assert settings.user_budget_window_s == 2.5
 
 
 @pytest.mark.parametrize(
@@ -65,7 +65,9 @@ def test_env_file_is_read(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
             "HFCORD_ADMIN_IDS: expected comma-separated Discord user ids",
         ),
         ("HFCORD_DEV_GUILD_ID", "guild", "HFCORD_DEV_GUILD_ID: Input should be a valid integer"),
-        ("HFCORD_COMMAND_COOLDOWN_S", "-1", "HFCORD_COMMAND_COOLDOWN_S: Input should be greater"),
+        ("HFCORD_USER_BUDGET", "-1", "HFCORD_USER_BUDGET: Input should be greater"),
+        ("HFCORD_USER_MAX_IN_FLIGHT", "0", "HFCORD_USER_MAX_IN_FLIGHT: Input should be greater"),
+        ("HFCORD_QA_MAX_WINDOWS", "0", "HFCORD_QA_MAX_WINDOWS: Input should be greater"),
         ("HFCORD_DEVICE", "tpu", "HFCORD_DEVICE: expected cpu, cuda, cuda:N or mps"),
         (
             "HFCORD_GENERATION_GGUF_FILE",
@@ -144,6 +146,7 @@ def test_model_specs_map_every_task_from_the_settings(monkeypatch: pytest.Monkey
         HFCORD_GENERATION_MODEL="/models/smol",
         HFCORD_GENERATION_GGUF_FILE="smol.Q4_1.gguf",
         HFCORD_MAX_NEW_TOKENS="64",
+        HFCORD_QA_MAX_WINDOWS="7",
         HFCORD_DEVICE="cuda:1",
     )
     specs = settings.model_specs()
@@ -151,6 +154,7 @@ def test_model_specs_map_every_task_from_the_settings(monkeypatch: pytest.Monkey
     assert all(spec.device == "cuda:1" for spec in specs.values())
     assert specs[Task.SENTIMENT] == default_spec(Task.SENTIMENT, "my/model", device="cuda:1")
     assert specs[Task.QA].model_id == settings.qa_model
+    assert specs[Task.QA].max_windows == 7
     generation = specs[Task.GENERATION]
     assert (generation.model_id, generation.gguf_file) == ("/models/smol", "smol.Q4_1.gguf")
     assert generation.max_new_tokens == 64

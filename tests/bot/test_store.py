@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 import pytest
@@ -102,3 +104,49 @@ async def test_audit_log_round_trip_under_concurrency(tmp_path: Path) -> None:
 def test_shipped_migrations_are_numbered_without_gaps() -> None:
     migrations = load_migrations()
     assert [m.version for m in migrations] == list(range(1, len(migrations) + 1))
+
+
+def _open_in_step(path: str, barrier: Any) -> None:
+    """(In a child process.) Open the store, pausing right after the first version read until
+    the other process has read it too: the worst interleaving, every time."""
+
+    async def main() -> None:
+        read_version = Store.schema_version
+        paused = False
+
+        async def schema_version(self: Store) -> int:
+            nonlocal paused
+            version = await read_version(self)
+            if not paused:
+                paused = True
+                await asyncio.to_thread(barrier.wait, 30)
+            return version
+
+        Store.schema_version = schema_version  # type: ignore[method-assign]
+        store = await Store.open(path)
+        await store.audit(guild_id=None, user_id=1, action="opened")
+        await store.close()
+
+    asyncio.run(main())
+
+
+def test_two_processes_opening_a_fresh_data_folder_migrate_it_once(tmp_path: Path) -> None:
+    path = tmp_path / "fresh" / "hfcord.sqlite3"
+    spawn = multiprocessing.get_context("spawn")
+    barrier = spawn.Barrier(2)
+    processes = [spawn.Process(target=_open_in_step, args=(str(path), barrier)) for _ in range(2)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(60)
+    assert [p.exitcode for p in processes] == [0, 0]  # neither applied a migration twice
+
+    async def check() -> None:
+        store = await Store.open(path)
+        try:
+            assert await store.schema_version() == len(load_migrations())
+            assert len(await store.recent_audit(None)) == 2
+        finally:
+            await store.close()
+
+    asyncio.run(check())

@@ -8,7 +8,9 @@ from bot.reply import MESSAGE_LIMIT, NO_MENTIONS, StreamingReply
 from cogs.models import format_statuses
 from cogs.ner import format_entities, mark_entities
 from cogs.qa import format_answer
-from models.results import Entity, ModelStatus, NERResult
+from cogs.sentiment import format_sentiment
+from models.results import ClassificationResult, Entity, LabelScore, ModelStatus, NERResult
+from models.tasks import Task
 from tests.support.fakes import FakeInteraction
 
 
@@ -57,6 +59,44 @@ def test_models_shows_this_servers_override_only() -> None:
     assert "other-server-model" not in out
     assert "🔴 failed: not in the local cache" in out
     assert "job-7-model" not in format_statuses(statuses, 222)
+
+
+def test_models_names_models_never_paths_and_notes_a_fallback() -> None:
+    default = ModelStatus(
+        Task.SENTIMENT, "/srv/models/sst2", "local", "ready", None, None, "cpu", name="sst2"
+    )
+    broken = ModelStatus(
+        Task.SENTIMENT,
+        "/srv/data/models/77",
+        "local",
+        "failed",
+        "The folder of the model fine-tuned job #77 is missing.",
+        111,
+        "cpu",
+        name="fine-tuned job #77",
+    )
+    here = format_statuses([default, broken], 111)
+    assert "/srv" not in here
+    assert "`fine-tuned job #77` · local · promoted in this server · 🔴 failed" in here
+    assert "answered by the default model, `sst2`" in here
+    elsewhere = format_statuses([default, broken], 222).splitlines()
+    assert elsewhere[1:] == ["**sentiment**: `sst2` · local · 🟢 ready"]
+
+
+def test_hostile_label_names_are_shown_as_typed() -> None:
+    phish = "[free nitro](https://evil.example)"
+    result = ClassificationResult(
+        phish, 0.9, (LabelScore(phish, 0.9), LabelScore("**x**", 0.1)), "m"
+    )
+    out = format_sentiment("> quoted [link](https://x.example)", result)
+    assert out.splitlines() == [
+        r"🏷️ **\[free nitro\](https://evil.example)** (90.0% confident) · \*\*x\*\* 10.0%",
+        r"> \> quoted \[link\](https://x.example)",
+    ]
+    entities = (Entity("Ada", phish, 0.5, 0, 3), Entity("Bob", "`X`", 0.5, 8, 11))
+    out = format_entities("Ada met Bob", NERResult(entities, "m"))
+    assert out.splitlines()[0] == f"**Ada** `{phish}` met **Bob** `\u02cbX\u02cb`"
+    assert r"• Ada: \[free nitro\](https://evil.example) (50.0%)" in out
 
 
 class RecordingMessage:

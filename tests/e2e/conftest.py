@@ -2,7 +2,8 @@
 
 - `emu`: a DiscordEmulator patched into discord.py.
 - `settings`: the bot's Settings for a temp data dir, the emulator's guild as dev guild, tiny
-  models, no cooldown (tests that need one build their own with `make_settings`).
+  models, no per-user request budget (tests that need one build their own with `make_settings`;
+  the in-flight cap keeps its default).
 - `hfcord`: the running HFCordBot (setup_hook loaded every cog; commands synced to the dev guild
   and globally, so both emulated servers have them).
 - `run_bot(settings, cogs=...)`: start another bot (a restart, extra test-only cogs).
@@ -55,7 +56,7 @@ def make_settings(
             "qa_model": str(tiny_qa_dir),
             "model_roots": (tiny_models_root,),
             "torch_threads": 1,
-            "command_cooldown_s": 0.0,
+            "user_budget": 0,
             "log_level": "DEBUG",
         }
         values.update(overrides)

@@ -1,4 +1,4 @@
-"""The bot's foundation end to end: sync, the 3-second rule, replies, errors, checks, cooldowns."""
+"""The bot's foundation end to end: sync, the 3-second rule, replies, errors, checks, budgets."""
 
 from __future__ import annotations
 
@@ -118,20 +118,21 @@ async def test_non_admin_is_denied_an_admin_command(
         assert "only works in a server" in in_dm.text
 
 
-async def test_cooldown_tells_the_user_when_to_retry(
+async def test_an_exhausted_budget_tells_the_user_when_to_retry(
     emu: DiscordEmulator, run_bot: BotRunner, make_settings: Callable[..., Settings]
 ) -> None:
-    async with run_bot(make_settings(command_cooldown_s=30.0), cogs=[Probes]):
-        first = await emu.slash("probe_cooldown")
+    settings = make_settings(user_budget=1, user_budget_window_s=30.0)
+    async with run_bot(settings, cogs=[Probes]):
+        first = await emu.slash("probe_budget")
         await first.final()
-        assert first.text == "cooled down"
-        second = await emu.slash("probe_cooldown")
+        assert first.text == "within budget"
+        second = await emu.slash("probe_budget")
         await second.final()
         assert second.ephemeral
-        assert "try again in 30 s" in second.text or "try again in 29 s" in second.text
-        other_user = await emu.slash("probe_cooldown", user=emu.admin)  # per user
+        assert "Try again in 30 s" in second.text or "Try again in 29 s" in second.text
+        other_user = await emu.slash("probe_budget", user=emu.admin)  # per user
         await other_user.final()
-        assert other_user.text == "cooled down"
+        assert other_user.text == "within budget"
 
 
 async def test_user_facing_error_is_shown_privately(

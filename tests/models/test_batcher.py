@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Generator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -164,3 +165,28 @@ async def test_close_fails_waiting_requests(executor) -> None:
             await request
     with pytest.raises(ModelUnavailable):
         await batcher.submit(3)
+
+
+async def test_a_batch_given_as_steps_lets_other_jobs_run_between_them(executor) -> None:
+    steps_run: list[int] = []
+
+    def process(items: Sequence[int]) -> Generator[None, None, list[int | BaseException]]:
+        for item in items:
+            yield  # each step is a device job of its own
+            steps_run.append(item)
+            time.sleep(0.02)
+        return [item * 2 for item in items]
+
+    async def run(fn: Callable[[], object]) -> object:
+        return await asyncio.get_running_loop().run_in_executor(executor, fn)
+
+    batcher: MicroBatcher[int, int] = MicroBatcher(
+        process, run, name="stepped", max_batch=8, max_wait_ms=1, queue_depth=10
+    )
+    batch = [asyncio.ensure_future(batcher.submit(i)) for i in range(8)]
+    await wait_until(lambda: len(steps_run) >= 1, what="the batch's first step")
+    # Another model's job, submitted to the same single thread while the batch runs.
+    done_at = await run(lambda: len(steps_run))
+    assert isinstance(done_at, int) and done_at < 8
+    assert await asyncio.gather(*batch) == [i * 2 for i in range(8)]
+    await batcher.close()

@@ -49,6 +49,18 @@ def test_spec_validation_and_override_helper() -> None:
     assert other.key == base.with_model("/data/models/job-1").key
 
 
+def test_users_see_a_models_name_never_its_path() -> None:
+    base = default_specs()[Task.SENTIMENT]
+    assert base.name == "distilbert-base-uncased-finetuned-sst-2-english"
+    local = base.with_model("/srv/hfcord/data/models/12")
+    assert local.name == "12"
+    named = base.with_model("/srv/hfcord/data/models/12", display_name="fine-tuned job #12")
+    assert named.name == "fine-tuned job #12"
+    assert named.key == local.key  # a name is for display; it does not make another model
+    assert base.with_model("./models/my-sst2/").name == "my-sst2"
+    assert base.with_model("~/models/ner").name == "ner"
+
+
 @pytest.mark.parametrize(
     ("params", "expected"),
     [

@@ -189,23 +189,28 @@ def build_tiny_chat_gpt2(directory: Path | str, *, seed: int = 0) -> Path:
     return build_tiny_gpt2(directory, chat_template=TINY_CHAT_TEMPLATE, seed=seed)
 
 
-def build_tiny_sentiment(directory: Path | str, *, seed: int = 0) -> Path:
-    """A 2-layer BERT sequence classifier with SST-2 labels (NEGATIVE/POSITIVE)."""
+def build_tiny_sentiment(
+    directory: Path | str, *, seed: int = 0, labels: tuple[str, ...] = SST2_LABELS
+) -> Path:
+    """A 2-layer BERT sequence classifier with SST-2 labels (NEGATIVE/POSITIVE), or ``labels``
+    (e.g. the hostile names a promoted model could carry)."""
     import torch
     from transformers import BertForSequenceClassification
 
     torch.manual_seed(seed)
-    model = BertForSequenceClassification(_tiny_bert_config(SST2_LABELS)).eval()
+    model = BertForSequenceClassification(_tiny_bert_config(labels)).eval()
     return _save(model, _bert_tokenizer(), Path(directory))
 
 
-def build_tiny_ner(directory: Path | str, *, seed: int = 0) -> Path:
-    """A 2-layer BERT token classifier with CoNLL-2003 IOB2 labels."""
+def build_tiny_ner(
+    directory: Path | str, *, seed: int = 0, labels: tuple[str, ...] = CONLL_LABELS
+) -> Path:
+    """A 2-layer BERT token classifier with CoNLL-2003 IOB2 labels, or ``labels``."""
     import torch
     from transformers import BertForTokenClassification
 
     torch.manual_seed(seed)
-    model = BertForTokenClassification(_tiny_bert_config(CONLL_LABELS)).eval()
+    model = BertForTokenClassification(_tiny_bert_config(labels)).eval()
     return _save(model, _bert_tokenizer(), Path(directory))
 
 

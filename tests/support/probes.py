@@ -12,7 +12,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.checks import admin_only, model_cooldown
+from bot.checks import admin_only
 from bot.client import HFCordBot
 from bot.errors import UserFacingError
 from bot.reply import defer, send
@@ -49,10 +49,10 @@ class Probes(commands.Cog):
     async def admin(self, interaction: discord.Interaction[HFCordBot]) -> None:
         await send(interaction, "admin ok", ephemeral=True)
 
-    @app_commands.command(name="probe_cooldown", description="One call per cooldown")
-    @model_cooldown()
-    async def cooldown(self, interaction: discord.Interaction[HFCordBot]) -> None:
-        await send(interaction, "cooled down")
+    @app_commands.command(name="probe_budget", description="Counts against the user's budget")
+    async def budget(self, interaction: discord.Interaction[HFCordBot]) -> None:
+        with self.bot.usage.hold(interaction.user.id):
+            await send(interaction, "within budget")
 
     @app_commands.command(name="probe_fail", description="Fail after deferring")
     async def fail(
