@@ -1,0 +1,1531 @@
+"""Soak and fault suite: the real bot in its own process on the Discord emulator, a crowd of
+simulated users, a fine-tune job, a SIGKILL mid-way and a restart on the same data folder.
+
+Usage::
+
+    python bench/soak.py --json                       # 120 s, 30 users, seed 1
+    python bench/soak.py --json --seconds 20 --users 8 --seed 3
+    python bench/soak.py --json --data-dir /tmp/d --models-dir /tmp/m --keep
+
+It prints one JSON object on stdout (``--json``: on one line) and exits 0 whatever the numbers
+say (1 when the soak itself could not run). Progress goes to stderr.
+
+What runs
+---------
+1. The tiny seeded checkpoints of ``tests/support/models.py`` (GPT-2, sentiment, NER, QA) are
+   built into ``--models-dir`` (default: the run folder; existing ones are reused). No hub.
+2. The emulator (:mod:`bot.sim`) starts in this process. Its world: two servers, each with two
+   channels and a thread, the default admin and member plus ``--users`` - 2 more: every fifth an
+   Administrator, every fifth (offset one) a Manage Messages moderator, every seventh a member of
+   both servers, the others plain members, two thirds in the first server.
+3. ``python -m bot sync`` publishes the commands, then ``python -m bot`` runs the bot, both
+   through :mod:`bot.sim.external` in separate processes, on a settings file that names the tiny
+   models, the data folder and the models folder as ``HFCORD_MODEL_ROOTS``; every other setting
+   is the default (``--set KEY=VALUE`` changes one). The bot's working directory is the run
+   folder, not the checkout.
+4. An admin starts a fine-tune job (the tiny sentiment model, 32 CSV rows, max_steps 1,000,000:
+   it trains until stopped). Each user repeats: pick an action at random (seeded), wait for its
+   answer, think 1 to 4 s. Actions: /sentiment, /ner, /ask, /generate (half of them clicked Stop
+   by their author or by someone else), the Analyze sentiment / Find entities message actions on
+   posted messages, /context set/append/upload/show (turning pages)/clear, /models, /help,
+   /finetune start/status/list/cancel/promote/rollback, a few in DMs; a quarter of the texts and
+   many files are hostile (``tests/support/hostile_inputs.py``: empty, huge, mentions, masked
+   links, markdown, binary, UTF-16, truncated, deeply nested JSON, 2 MB of tiny CSV rows, refs to
+   host paths, URLs, ``hf://``, another server's model folder). Members run admin commands too
+   (as a server override would let them). Context writes in one channel are sent one at a time
+   (so which write was last is known); everything else overlaps freely.
+5. At ``--kill-at`` x ``--seconds`` (later if the long job has not reported a training step yet,
+   at most ``--kill-wait`` s later) the bot process gets SIGKILL, while users are mid-command.
+   It is started again on the same data folder; users wait meanwhile and go on once it is back.
+   Users keep going until ``--seconds`` have passed since they started, and at least a quarter
+   of ``--seconds`` after the restart. After the restart the admin starts a short job and, if it
+   completes in time, promotes it.
+6. The end: users stop; every interaction is given its 3 s to be acknowledged; admins cancel
+   the jobs started after the restart that are still queued or running; up to
+   ``--drain-seconds`` for jobs to end; the bot gets SIGTERM (SIGKILL after 30 s).
+
+The metrics (JSON keys)
+-----------------------
+Interactions are what Discord would send the bot: slash commands, message actions and button
+clicks. An interaction is *eligible* when it was sent while a bot session was connected and
+ready, and not less than 3 s before that bot was SIGKILLed (those the killed bot could not
+answer are ``killed_in_flight``).
+
+- ``interactions``: every interaction the users sent (eligible or not).
+- ``acked_within_3s_pct``: 100 x eligible interactions acknowledged (any callback) within 3 s of
+  being sent / eligible interactions. (Discord refuses later acknowledgments.)
+- ``ack_p99_ms``: the 99th percentile (nearest rank) of send-to-acknowledgment time of the
+  eligible interactions that were acknowledged.
+- ``unhandled_errors``: bot messages (any revision, any channel) showing an error id or
+  "Something went wrong", plus ERROR and CRITICAL records in the bot processes' logs; a log
+  record that logs the error id of a counted message is the same error and is not counted again.
+- ``lost_contexts``: channels whose last context write (set, append, upload) the bot confirmed
+  before the kill is not in the channel's context once the restarted bot is ready (no context,
+  or the context lacks that write's unique marker). A write or clear still unanswered at the
+  kill may have replaced it; its result is accepted too. Read from the data folder's database.
+- ``jobs_not_terminal``: this run's fine-tune jobs that are neither completed, failed, cancelled
+  nor interrupted: those created before the kill, read as soon as the restarted bot is ready;
+  and any job, read after the end's cancel-and-drain while the bot still runs.
+- ``mention_leaks``: bot message revisions that would ping someone on Discord (the emulator
+  resolves mentions under the allowed_mentions each request carried).
+- ``peak_rss_mb``: the largest peak resident set (VmHWM) of the bot processes, in MiB.
+
+Also: ``seed``, ``seconds``, ``users``, ``eligible``, ``acked_within_3s``, ``killed_in_flight``,
+``not_acknowledged`` (eligible, never acknowledged in time), ``stuck_thinking`` (deferred
+interactions to the bot that ran at the end still showing "thinking…" after the drain),
+``interactions_by_command``, ``actions`` (what users did, with the hostile variant),
+``client_refused`` (actions the Discord client itself would refuse: a hidden command, a
+disabled button), ``host_leaks`` (bot message revisions containing the run folder, the data or
+models folder, this checkout's path, a planted host secret, or a Python traceback),
+``rejected_requests`` (bot requests the emulator refused as Discord would, by route and status),
+``unhandled_routes``, ``startup_s`` and ``restart_s`` (process start to a ready gateway session),
+``kill_at_s``, ``job_at_kill``, ``orphan_workers`` (training processes of the killed bot still
+alive 5 s after the kill; the soak then kills them), ``workers_left_after_stop``,
+``worker_peak_rss_mb``, ``jobs_by_status``, ``clean_exit`` (the last bot exited on SIGTERM),
+``bot_crashes`` (bot processes that ended on their own), ``error_samples`` (the first lines of
+some errors, to start a diagnosis), ``problems`` (what the soak could not check).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import contextlib
+import json
+import logging
+import math
+import os
+import random
+import re
+import shutil
+import sqlite3
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from bot.sim import (  # noqa: E402 - after the path set-up
+    DiscordEmulator,
+    InteractionFailed,
+    InteractionTimeout,
+    SimChannel,
+    SimError,
+    SimGuild,
+    SimInteraction,
+    SimUser,
+)
+from bot.sim.botprocess import SOURCE_ROOT, BotProcess, child_environment  # noqa: E402
+from bot.sim.entities import ADMINISTRATOR, MANAGE_MESSAGES  # noqa: E402
+from tests.support import hostile_inputs as hostile  # noqa: E402
+
+log = logging.getLogger("bench.soak")
+
+ACK_DEADLINE_S = 3.0
+THINK_S = (1.0, 4.0)
+ACTION_TIMEOUT_S = 120.0
+ORPHAN_GRACE_S = 5.0
+KILLED_RUN = 1  # the first bot process is the one killed
+READY_TIMEOUT_S = 180.0
+LONG_JOB_STEPS = 1_000_000
+TERMINAL = {"completed", "failed", "cancelled", "interrupted"}
+ERROR_MARKERS = ("error id", "Something went wrong")
+ERROR_ID_IN_REPLY = re.compile(r"error id `([0-9a-f]+)`")
+ERROR_ID_IN_LOG = re.compile(r"error ([0-9a-f]+) in command")
+LOG_RECORD = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d (\w+)\s")
+JOB_IN_REPLY = re.compile(r"job \*\*#(\d+)\*\*")
+HOST_SECRET = "host-secret-7f3a9c-do-not-show"
+# What the bot says when a context write or clear took effect (see cogs/qa.py).
+CONFIRMS = {
+    "set": "Context set",
+    "upload": "Context set",
+    "append": "Added.",
+    "clear": "is cleared",
+}
+
+NORMAL_TEXTS = (
+    "I love this new library, it works great!",
+    "This was the worst movie I have seen in years.",
+    "Angela Merkel met Emmanuel Macron in Paris on Tuesday.",
+    "The Eiffel Tower was finished in 1889.",
+    "Hugging Face is based in New York and Paris.",
+    "What a lovely sunny day for a walk by the river.",
+    "Write a short poem about autumn leaves.",
+    "Once upon a time, in a small village,",
+)
+QUESTIONS = (
+    "When was the tower finished?",
+    "Where is the Eiffel Tower?",
+    "How tall is it?",
+    "Which museum is the most visited?",
+)
+CONTEXT_TEXT = (
+    "The Eiffel Tower is in Paris. It was finished in 1889 and is 330 metres tall. "
+    "The Louvre is the world's most visited museum."
+)
+
+
+# ----------------------------------------------------------------------------- configuration
+
+
+@dataclass(frozen=True)
+class SoakConfig:
+    seconds: float = 120.0
+    users: int = 30
+    seed: int = 1
+    data_dir: Path | None = None
+    models_dir: Path | None = None
+    kill_at: float = 0.5
+    kill_wait_s: float = 90.0
+    drain_s: float = 60.0
+    run_dir: Path | None = None  # kept (with transcript.jsonl); default: a temp folder
+    keep: bool = False
+    settings: tuple[tuple[str, str], ...] = ()
+
+
+def parse_args(argv: Sequence[str] | None) -> tuple[SoakConfig, bool]:
+    parser = argparse.ArgumentParser(
+        prog="python bench/soak.py", description=__doc__.split("\n", 1)[0]
+    )
+    parser.add_argument("--json", action="store_true", help="print the report on one line")
+    parser.add_argument("--seconds", type=float, default=120.0, help="how long users act")
+    parser.add_argument("--users", type=int, default=30, help="simulated users (at least 2)")
+    parser.add_argument("--seed", type=int, default=1, help="seed of every random choice")
+    parser.add_argument("--data-dir", type=Path, help="the bot's data folder (default: temp)")
+    parser.add_argument("--models-dir", type=Path, help="tiny models, built there if missing")
+    parser.add_argument("--kill-at", type=float, default=0.5, help="fraction of --seconds")
+    parser.add_argument("--kill-wait", type=float, default=90.0, help="max wait for a step")
+    parser.add_argument("--drain-seconds", type=float, default=60.0, help="max wait for jobs")
+    parser.add_argument("--run-dir", type=Path, help="logs, settings, transcript (kept)")
+    parser.add_argument("--keep", action="store_true", help="keep the temp run folder")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an extra bot setting, e.g. HFCORD_COMMAND_COOLDOWN_S=0 (repeatable)",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    args = parser.parse_args(argv)
+    if args.users < 2:
+        parser.error("--users must be at least 2")
+    if not 0 < args.kill_at < 1:
+        parser.error("--kill-at must be between 0 and 1")
+    extra = []
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            parser.error(f"--set wants KEY=VALUE, got {item!r}")
+        extra.append((key.strip(), value.strip()))
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if not args.verbose:
+        logging.getLogger("bot.sim").setLevel(logging.WARNING)
+    config = SoakConfig(
+        seconds=args.seconds,
+        users=args.users,
+        seed=args.seed,
+        data_dir=args.data_dir,
+        models_dir=args.models_dir,
+        kill_at=args.kill_at,
+        kill_wait_s=args.kill_wait,
+        drain_s=args.drain_seconds,
+        run_dir=args.run_dir,
+        keep=args.keep,
+        settings=tuple(extra),
+    )
+    return config, args.json
+
+
+def build_models(root: Path) -> dict[str, Path]:
+    """The tiny checkpoints under ``root``, built (atomically) when missing."""
+    from tests.support import models as tiny
+
+    builders = {
+        "generation": ("tiny-gpt2", tiny.build_tiny_gpt2),
+        "sentiment": ("tiny-sentiment", tiny.build_tiny_sentiment),
+        "ner": ("tiny-ner", tiny.build_tiny_ner),
+        "qa": ("tiny-qa", tiny.build_tiny_qa),
+    }
+    found = {}
+    for task, (name, build) in builders.items():
+        folder = root / name
+        if not (folder / "config.json").is_file():
+            partial = root / f".{name}.{os.getpid()}"
+            shutil.rmtree(partial, ignore_errors=True)
+            build(partial)
+            shutil.rmtree(folder, ignore_errors=True)
+            partial.rename(folder)
+        found[task] = folder
+    return found
+
+
+# ------------------------------------------------------------------------------- the world
+
+
+@dataclass(frozen=True)
+class Actor:
+    index: int
+    user: SimUser
+    guilds: tuple[SimGuild, ...]
+    admin: bool
+    moderator: bool
+    attacker: bool = False  # first tries every hostile input once (see Crowd.attack_plan)
+
+
+@dataclass(frozen=True)
+class Population:
+    actors: tuple[Actor, ...]
+    channels: dict[int, tuple[SimChannel, ...]]  # guild id -> its channels and threads
+    admin_roles: dict[int, int]  # guild id -> role id
+
+    def members_of(self, guild: SimGuild) -> list[Actor]:
+        return [a for a in self.actors if guild in a.guilds]
+
+
+def populate(emu: DiscordEmulator, users: int) -> Population:
+    state, world = emu.state, emu.world
+    first, second = world.guild, world.other_guild
+    admins = {
+        first.id: world.admin_role,
+        second.id: state.add_role(second, "Admins", permissions=ADMINISTRATOR),
+    }
+    mods = {g.id: state.add_role(g, "Mods", permissions=MANAGE_MESSAGES) for g in (first, second)}
+    channels = {
+        first.id: (world.channel, world.thread, state.add_channel(first, "lab")),
+        second.id: (
+            world.other_channel,
+            state.add_thread(world.other_channel, "other-thread", owner=world.member),
+            state.add_channel(second, "other-lab"),
+        ),
+    }
+    both = (first, second)
+    actors = [
+        Actor(0, world.admin, both, admin=True, moderator=False),
+        Actor(1, world.member, both, admin=False, moderator=False),
+    ]
+    for index in range(2, users - 1):
+        home = first if index % 3 else second
+        guilds = both if index % 7 == 0 else (home,)
+        admin, moderator = index % 5 == 0, index % 5 == 1
+        user = state.add_user(f"user{index}")
+        for guild in guilds:
+            roles = [admins[guild.id]] if admin else [mods[guild.id]] if moderator else []
+            state.add_member(guild, user, roles=roles)
+        actors.append(Actor(index, user, guilds, admin=admin, moderator=moderator))
+    if users >= 3:  # an admin of the second server only, who tries every hostile input
+        mallory = state.add_user("mallory")
+        state.add_member(second, mallory, roles=[admins[second.id]])
+        actors.append(Actor(users - 1, mallory, (second,), True, False, attacker=True))
+    return Population(
+        tuple(actors), channels, {guild_id: role.id for guild_id, role in admins.items()}
+    )
+
+
+# ---------------------------------------------------------------------------- the record
+
+
+@dataclass
+class Sent:
+    """One interaction a user sent, what it was, and which bot run it went to."""
+
+    inter: SimInteraction
+    action: str
+    run: int | None  # 1 before the kill, 2 after; None when no bot was up
+
+
+@dataclass
+class ContextOp:
+    kind: str  # set, append, upload, clear
+    channel_id: int
+    marker: str | None  # in the text written (None: a hostile text without one, or a clear)
+    inter: SimInteraction
+
+    def state(self) -> str:
+        """ "confirmed" (the bot said it took effect), "answered" (it said something else,
+        e.g. a refusal) or "pending" (no answer yet)."""
+        live = [m for m in self.inter.messages if not m.deleted]
+        if any(CONFIRMS[self.kind] in m.content for m in live):
+            return "confirmed"
+        if any(m.content and not m.loading for m in live):
+            return "answered"
+        return "pending"
+
+
+@dataclass
+class Ledger:
+    sent: list[Sent] = field(default_factory=list)
+    actions: collections.Counter[str] = field(default_factory=collections.Counter)
+    client_refused: collections.Counter[str] = field(default_factory=collections.Counter)
+    context_ops: list[ContextOp] = field(default_factory=list)
+    known_jobs: dict[int, int] = field(default_factory=dict)  # job id -> guild id
+    markers: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    def new_marker(self, seed: int) -> str:
+        self.markers += 1
+        return f"soakctx{seed}x{self.markers:05d}"
+
+    def note_jobs(self, inter: SimInteraction) -> None:
+        for match in JOB_IN_REPLY.finditer(inter.text):
+            if inter.guild is not None:
+                self.known_jobs.setdefault(int(match.group(1)), inter.guild.id)
+
+
+# --------------------------------------------------------------------------- the database
+
+
+def read_rows(db_path: Path, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    """Rows from the bot's database, opened read-only (the bot may be writing)."""
+    if not db_path.is_file():
+        return []
+    with contextlib.closing(
+        sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=10)
+    ) as conn:
+        return conn.execute(query, params).fetchall()
+
+
+def read_jobs(db_path: Path, guild_ids: Iterable[int]) -> dict[int, tuple[int, str, int | None]]:
+    """This run's jobs: id -> (guild id, status, step)."""
+    ids = list(guild_ids)
+    marks = ",".join("?" * len(ids))
+    rows = read_rows(
+        db_path,
+        f"SELECT id, guild_id, status, step FROM finetune_jobs WHERE guild_id IN ({marks})",
+        ids,
+    )
+    return {int(r[0]): (int(r[1]), str(r[2]), r[3]) for r in rows}
+
+
+def read_contexts(db_path: Path, channel_ids: Iterable[int]) -> dict[int, str]:
+    ids = list(channel_ids)
+    marks = ",".join("?" * len(ids))
+    rows = read_rows(
+        db_path, f"SELECT channel_id, body FROM qa_contexts WHERE channel_id IN ({marks})", ids
+    )
+    return {int(r[0]): str(r[1]) for r in rows}
+
+
+# ---------------------------------------------------------------------- worker processes
+
+
+def worker_pids(jobs_dir: Path) -> list[int]:
+    """Live training processes on this data folder's jobs (by command line; Linux /proc)."""
+    needle = str(jobs_dir).encode() + b"/"
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            args = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(arg.startswith(needle) for arg in args):
+            found.append(int(entry.name))
+    return found
+
+
+def vm_hwm_kib(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text(errors="replace").splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def kill_workers(pids: Iterable[int], jobs_dir: Path) -> None:
+    """SIGKILL training processes this soak caused, checking each pid still runs one."""
+    alive = set(worker_pids(jobs_dir))
+    for pid in pids:
+        if pid in alive:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, 9)
+
+
+# -------------------------------------------------------------------------------- the soak
+
+
+class Soak:
+    """One soak run: the emulator, the bot's processes, the crowd, then the report."""
+
+    def __init__(self, config: SoakConfig, run_dir: Path) -> None:
+        self.config = config
+        self.run_dir = run_dir
+        self.data_dir = (config.data_dir or run_dir / "data").resolve()
+        self.models_dir = (config.models_dir or run_dir / "models").resolve()
+        self.jobs_dir = self.data_dir / "jobs"
+        self.db_path = self.data_dir / "hfcord.sqlite3"
+        self.env_file = run_dir / "bot.env"
+        self.secret_dir = run_dir / "host-files"
+        self.ledger = Ledger()
+        self.emu = DiscordEmulator(ack_deadline_s=ACK_DEADLINE_S)
+        self.population: Population | None = None
+        self.models: dict[str, Path] = {}
+        self.bots: list[BotProcess] = []
+        self.run_index = 0
+        self.bot_up = asyncio.Event()
+        self.stop = asyncio.Event()
+        self.restarted = asyncio.Event()
+        self.context_locks: collections.defaultdict[int, asyncio.Lock] = collections.defaultdict(
+            asyncio.Lock
+        )
+        self.main_job: int | None = None
+        self.kill_clock: float | None = None
+        self.report: dict[str, Any] = {
+            "seed": config.seed,
+            "seconds": config.seconds,
+            "users": config.users,
+        }
+        self.lost: list[str] = []
+        self.not_terminal: set[int] = set()
+        self.worker_peak_kib = 0
+        self.orphans = 0
+        self.crashes = 0
+        self.pre_kill_jobs: set[int] = set()
+        self.training_files = hostile.training_files(seed=config.seed)
+        upload_cap = int(dict(config.settings).get("HFCORD_UPLOAD_MAX_BYTES", 1_000_000))
+        self.context_files = hostile.context_files(cap_bytes=upload_cap, seed=config.seed)
+
+    # -- set-up ---------------------------------------------------------------------
+
+    def bad_base_models(self) -> list[tuple[str, str]]:
+        """(what, value) of base models a server admin must not be able to use."""
+        return [
+            ("a host folder", "/etc"),
+            ("the root folder", "/"),
+            ("a relative climb", "../../../../etc"),
+            ("hf:// scheme", "hf://some/model"),
+            ("a URL", "https://evil.example/model.bin"),
+            ("file:// URL", "file:///etc/hosts"),
+            ("another server's model folder", str(self.data_dir / "models" / "1")),
+            ("the data folder", str(self.data_dir)),
+            ("a host folder with data", str(self.secret_dir)),
+            ("a hub id (offline)", "gpt2"),
+            ("an unknown hub id", "no-such-owner/no-such-model"),
+            ("a huge value", "x" * 300),
+            ("empty", ""),
+        ]
+
+    def bad_datasets(self) -> list[tuple[str, str]]:
+        """(what, value) of datasets that are not hub dataset ids, or not reachable offline."""
+        return [
+            ("a host folder", str(self.secret_dir)),
+            ("a host file", str(self.secret_dir / "secrets.csv")),
+            ("/etc", "/etc"),
+            ("a relative path", "../"),
+            ("hf:// scheme", "hf://datasets/some/data"),
+            ("a URL", "https://evil.example/data.csv"),
+            ("file:// URL", "file:///etc/passwd"),
+            ("a hub id (offline)", "imdb"),
+            ("a hub id with config (offline)", "glue:sst2"),
+            ("a huge value", "x" * 500),
+            ("empty", ""),
+        ]
+
+    def write_settings(self) -> None:
+        for old in [*self.run_dir.glob("*.log"), self.run_dir / "transcript.jsonl"]:
+            old.unlink(missing_ok=True)  # a reused --run-dir: only this run's logs count
+        lines = {
+            "DISCORD_TOKEN": self.emu.token,
+            "HFCORD_DATA_DIR": str(self.data_dir),
+            "HFCORD_GENERATION_MODEL": str(self.models["generation"]),
+            "HFCORD_SENTIMENT_MODEL": str(self.models["sentiment"]),
+            "HFCORD_NER_MODEL": str(self.models["ner"]),
+            "HFCORD_QA_MODEL": str(self.models["qa"]),
+            "HFCORD_MODEL_ROOTS": str(self.models_dir),
+            "HFCORD_LOG_LEVEL": "INFO",
+        }
+        lines.update(dict(self.config.settings))
+        self.env_file.write_text("".join(f"{k}={v}\n" for k, v in lines.items()))
+        # A host folder an admin names as a dataset; its content must never reach Discord.
+        self.secret_dir.mkdir(exist_ok=True)
+        (self.secret_dir / "secrets.csv").write_text(
+            f"text,label\n{HOST_SECRET} one,a\n{HOST_SECRET} two,b\n" * 10
+        )
+
+    def new_bot(self, bot_args: Sequence[str], log_name: str) -> BotProcess:
+        env = child_environment(
+            {
+                "HF_HUB_OFFLINE": "1",
+                "HF_DATASETS_OFFLINE": "1",
+                "TRANSFORMERS_OFFLINE": "1",
+                "TOKENIZERS_PARALLELISM": "false",
+            }
+        )
+        return BotProcess(
+            api_url=self.emu.base_url,
+            bot_args=[*bot_args, "--env-file", str(self.env_file)],
+            cwd=self.run_dir,
+            log_path=self.run_dir / log_name,
+            env=env,
+        )
+
+    async def sync_commands(self) -> None:
+        sync = self.new_bot(["sync"], "sync.log")
+        await sync.start()
+        code = await sync.wait(READY_TIMEOUT_S)
+        if code != 0:
+            tail = sync.log_path.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"`python -m bot sync` exited with {code}:\n{tail}")
+
+    async def start_bot(self) -> float:
+        """Start the next bot run; return seconds until its gateway session is ready."""
+        self.run_index += 1
+        bot = self.new_bot([], f"bot-{self.run_index}.log")
+        identified = self.emu.hub.identify_count
+        started = time.monotonic()
+        await bot.start()
+        self.bots.append(bot)
+        deadline = started + READY_TIMEOUT_S
+        while True:
+            hub = self.emu.hub
+            if (
+                hub.identify_count > identified
+                and hub.ready.is_set()
+                and hub.current is not None
+                and hub.current.connected
+            ):
+                break
+            if not bot.running:
+                tail = bot.log_path.read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"the bot exited with {bot.returncode} before ready:\n{tail}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the bot was not ready within {READY_TIMEOUT_S:.0f} s")
+            await asyncio.sleep(0.05)
+        return time.monotonic() - started
+
+    async def watch_memory(self) -> None:
+        while True:
+            for bot in self.bots:
+                bot.sample_memory()
+            for pid in worker_pids(self.jobs_dir):
+                self.worker_peak_kib = max(self.worker_peak_kib, vm_hwm_kib(pid))
+            await asyncio.sleep(1.0)
+
+    # -- sending --------------------------------------------------------------------
+
+    async def send(
+        self, action: str, make: Callable[[], Awaitable[SimInteraction]]
+    ) -> SimInteraction | None:
+        """Send one interaction and record it; None when the Discord client refused it."""
+        run = self.run_index if self.bot_up.is_set() else None
+        self.ledger.actions[action] += 1
+        try:
+            inter = await make()
+        except SimError as exc:
+            self.ledger.client_refused[f"{action}: {type(exc).__name__}"] += 1
+            return None
+        self.ledger.sent.append(Sent(inter, action, run))
+        return inter
+
+    async def settle(
+        self, inter: SimInteraction | None, *, quiet: float = 0.3, timeout: float = 60.0
+    ) -> None:
+        """Wait for the answer the user would read (not past the kill of the bot that had the
+        interaction); a missing answer is measured at the end, from the emulator's record."""
+        if inter is None:
+            return
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or (
+                self.kill_clock is not None and inter.created_at <= self.kill_clock
+            ):
+                return
+            try:
+                await inter.final(timeout=min(1.0, remaining), quiet=quiet)
+                return
+            except InteractionFailed:
+                return
+            except InteractionTimeout:
+                continue
+
+    async def wait_up(self) -> bool:
+        """Wait until a bot is up; False once the soak is stopping."""
+        while not self.bot_up.is_set():
+            if self.stop.is_set():
+                return False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.bot_up.wait(), 0.5)
+        return not self.stop.is_set()
+
+    async def pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stop.wait(), seconds)
+
+    # -- the crowd ------------------------------------------------------------------
+
+    async def user(self, actor: Actor) -> None:
+        rng = random.Random(f"{self.config.seed}:{actor.index}")
+        crowd = Crowd(self, actor, rng)
+        plan = crowd.attack_plan() if actor.attacker else []
+        while await self.wait_up():
+            act = plan.pop(0) if plan else rng.choices(crowd.actions, weights=crowd.weights)[0]
+            try:
+                await asyncio.wait_for(act(), ACTION_TIMEOUT_S)
+            except TimeoutError:
+                self.ledger.problems.append(
+                    f"user{actor.index}: an action took over {ACTION_TIMEOUT_S:.0f} s"
+                )
+            await self.pause(rng.uniform(*THINK_S))
+
+    async def trainer(self) -> None:
+        """The admin whose job is training when the bot is killed; after the restart, a short
+        job, promoted if it completes in time."""
+        assert self.population is not None
+        admin = self.population.actors[0].user
+        channel = self.emu.channel
+        good = hostile.good_training_csv()
+
+        async def start(max_steps: int) -> int | None:
+            attachment = self.emu.attachment(good.filename, good.data)
+            options = {
+                "task": "text-classification",
+                "base_model": str(self.models["sentiment"]),
+                "file": attachment,
+                "batch_size": 8,
+                "max_length": 32,
+                "max_steps": max_steps,
+            }
+            inter = await self.send(
+                "finetune start: trainer",
+                lambda: self.emu.slash("finetune start", options, user=admin, channel=channel),
+            )
+            await self.settle(inter, timeout=120)
+            if inter is None:
+                return None
+            self.ledger.note_jobs(inter)
+            found = JOB_IN_REPLY.search(inter.text)
+            return int(found.group(1)) if found else None
+
+        if not await self.wait_up():
+            return
+        self.main_job = await start(LONG_JOB_STEPS)
+        if self.main_job is None:
+            self.ledger.problems.append("the long fine-tune job was not accepted")
+        await self.restarted.wait()
+        if not await self.wait_up():
+            return
+        short = await start(3)
+        if short is None:
+            return
+        while not self.stop.is_set():
+            jobs = await asyncio.to_thread(read_jobs, self.db_path, [self.emu.guild.id])
+            status = jobs.get(short, (0, "queued", None))[1]
+            if status in TERMINAL:
+                break
+            await self.pause(2.0)
+        else:
+            return
+        if status == "completed" and await self.wait_up():
+            inter = await self.send(
+                "finetune promote: trainer",
+                lambda: self.emu.slash(
+                    "finetune promote", {"job": short}, user=admin, channel=channel
+                ),
+            )
+            await self.settle(inter, timeout=120)
+            inter = await self.send(
+                "sentiment: after promotion",
+                lambda: self.emu.slash(
+                    "sentiment", {"text": "what a lovely day"}, user=admin, channel=channel
+                ),
+            )
+            await self.settle(inter, timeout=60)
+
+    # -- the fault ------------------------------------------------------------------
+
+    async def fault(self, t0: float) -> None:
+        """SIGKILL the bot mid-way (once the long job trains), restart it, check what it kept."""
+        config = self.config
+        await self.pause(max(0.0, t0 + config.kill_at * config.seconds - time.monotonic()))
+        waited_until = time.monotonic() + config.kill_wait_s
+        guilds = [g.id for g in (self.emu.guild, self.emu.other_guild)]
+        while time.monotonic() < waited_until and not self.stop.is_set():
+            jobs = await asyncio.to_thread(read_jobs, self.db_path, guilds)
+            if self.main_job is not None and (jobs.get(self.main_job, (0, "", None))[2] or 0) >= 1:
+                break
+            await asyncio.sleep(0.5)
+        jobs = await asyncio.to_thread(read_jobs, self.db_path, guilds)
+        if self.main_job is not None and self.main_job in jobs:
+            _, status, step = jobs[self.main_job]
+            self.report["job_at_kill"] = {"id": self.main_job, "status": status, "step": step}
+        else:
+            self.report["job_at_kill"] = None
+        workers = worker_pids(self.jobs_dir)
+        bot = self.bots[-1]
+        if not bot.running:
+            self.crashes += 1
+        self.bot_up.clear()
+        self.kill_clock = self.emu.clock.monotonic()
+        self.report["kill_at_s"] = round(time.monotonic() - t0, 2)
+        log.info("SIGKILL bot process %s (%d worker(s) running)", bot.pid, len(workers))
+        bot.kill()
+        await bot.wait(30)
+        await asyncio.sleep(0.5)  # requests the emulator had already received finish
+        states_at_kill = {id(op): op.state() for op in self.ledger.context_ops}
+        ops = list(self.ledger.context_ops)
+        jobs_before = await asyncio.to_thread(read_jobs, self.db_path, guilds)
+        orphan_check = asyncio.create_task(self.count_orphans(workers))
+
+        restart_s = await self.start_bot()
+        self.report["restart_s"] = round(restart_s, 2)
+        log.info("bot restarted in %.1f s", restart_s)
+        channels = {op.channel_id for op in ops}
+        contexts = await asyncio.to_thread(read_contexts, self.db_path, channels)
+        checked, self.lost = lost_contexts(ops, states_at_kill, contexts)
+        jobs_after = await asyncio.to_thread(read_jobs, self.db_path, guilds)
+        self.pre_kill_jobs = set(jobs_before)
+        self.not_terminal |= {
+            job
+            for job in jobs_before
+            if jobs_after.get(job, (0, "missing", None))[1] not in TERMINAL
+        }
+        self.report["contexts_checked"] = checked
+        self.report["jobs_checked_after_restart"] = len(jobs_before)
+        await orphan_check
+        self.bot_up.set()
+        self.restarted.set()
+
+    async def count_orphans(self, workers: list[int]) -> None:
+        await asyncio.sleep(ORPHAN_GRACE_S)
+        alive = [pid for pid in worker_pids(self.jobs_dir) if pid in workers]
+        self.orphans = len(alive)
+        if alive:
+            log.warning("%d training process(es) outlived the killed bot; killing them", len(alive))
+            kill_workers(alive, self.jobs_dir)
+
+    # -- the end --------------------------------------------------------------------
+
+    async def drain(self) -> None:
+        """Cancel the jobs started after the restart that still run; wait for all to end."""
+        guilds = {g.id: g for g in (self.emu.guild, self.emu.other_guild)}
+        jobs = await asyncio.to_thread(read_jobs, self.db_path, guilds)
+        pre_kill = self.pre_kill_jobs
+        owner = self.emu.admin  # owns both servers
+        for job_id, (guild_id, status, _) in sorted(jobs.items()):
+            if status in TERMINAL or job_id in pre_kill:
+                continue
+            channel = self.emu.channel if guild_id == self.emu.guild.id else self.emu.other_channel
+            inter = await self.send(
+                "finetune cancel: drain",
+                lambda job_id=job_id, channel=channel: self.emu.slash(  # type: ignore[misc]
+                    "finetune cancel", {"job": job_id}, user=owner, channel=channel
+                ),
+            )
+            await self.settle(inter)
+        deadline = time.monotonic() + self.config.drain_s
+        while time.monotonic() < deadline:
+            jobs = await asyncio.to_thread(read_jobs, self.db_path, guilds)
+            if all(status in TERMINAL for _, status, _ in jobs.values()):
+                break
+            await asyncio.sleep(1.0)
+        self.not_terminal |= {j for j, (_, status, _) in jobs.items() if status not in TERMINAL}
+        self.report["jobs_by_status"] = dict(
+            collections.Counter(status for _, status, _ in jobs.values())
+        )
+
+    async def run(self) -> dict[str, Any]:
+        config = self.config
+        self.models_dir.mkdir(parents=True, exist_ok=True)
+        log.info("building the tiny models in %s", self.models_dir)
+        self.models = await asyncio.to_thread(build_models, self.models_dir)
+        async with self.emu:
+            self.population = populate(self.emu, config.users)
+            self.write_settings()
+            await self.sync_commands()
+            memory = asyncio.create_task(self.watch_memory())
+            tasks: list[asyncio.Task[None]] = []
+            try:
+                startup = await self.start_bot()
+                self.report["startup_s"] = round(startup, 2)
+                log.info(
+                    "bot ready in %.1f s; %d users for %.0f s",
+                    startup,
+                    config.users,
+                    config.seconds,
+                )
+                self.bot_up.set()
+                t0 = time.monotonic()
+                tasks = [asyncio.create_task(self.user(a)) for a in self.population.actors]
+                tasks.append(asyncio.create_task(self.trainer()))
+                await self.fault(t0)
+                end = max(t0 + config.seconds, time.monotonic() + config.seconds / 4)
+                await self.pause(end - time.monotonic())
+                log.info("stopping the users")
+                self.stop.set()
+                _, pending = await asyncio.wait(tasks, timeout=ACTION_TIMEOUT_S + 10)
+                for task in pending:
+                    task.cancel()
+                await asyncio.sleep(ACK_DEADLINE_S + 0.5)  # every interaction acked or failed
+                await self.drain()
+                await asyncio.sleep(1.0)
+                final_bot = self.bots[-1]
+                if not final_bot.running:
+                    self.crashes += 1
+                code, clean = await final_bot.stop(30)
+                self.report["clean_exit"] = clean and code == 0
+                left = worker_pids(self.jobs_dir)
+                self.report["workers_left_after_stop"] = len(left)
+                kill_workers(left, self.jobs_dir)
+            finally:
+                memory.cancel()
+                for task in tasks:
+                    task.cancel()
+                for bot in self.bots:
+                    bot.kill()
+                kill_workers(worker_pids(self.jobs_dir), self.jobs_dir)
+            return self.finish_report()
+
+    # -- the report -----------------------------------------------------------------
+
+    def finish_report(self) -> dict[str, Any]:
+        report = self.report
+        emu = self.emu
+        sent = self.ledger.sent
+        kill = self.kill_clock
+
+        def eligible(s: Sent) -> bool:
+            return is_eligible(s, kill)
+
+        chosen = [s for s in sent if eligible(s)]
+        latencies = [
+            s.inter.acknowledged_at - s.inter.created_at
+            for s in chosen
+            if s.inter.acknowledged_at is not None
+        ]
+        in_time = [t for t in latencies if t <= ACK_DEADLINE_S]
+        errors, samples = self.error_replies()
+        log_errors, log_samples = self.log_errors(set(errors))
+        errors_by_action = collections.Counter(errors.values())
+        if log_errors:
+            errors_by_action["bot log"] = len(log_errors)
+        last_run = self.run_index
+        leaks, leak_samples = self.host_leaks()
+        report.update(
+            interactions=len(sent),
+            eligible=len(chosen),
+            acked_within_3s=len(in_time),
+            acked_within_3s_pct=round(100.0 * len(in_time) / len(chosen), 2) if chosen else None,
+            ack_p99_ms=round(1000 * nearest_rank(latencies, 99), 1) if latencies else None,
+            not_acknowledged=len(chosen) - len(in_time),
+            killed_in_flight=sum(1 for s in sent if s.run == KILLED_RUN and not eligible(s)),
+            sent_while_down=sum(1 for s in sent if s.run is None),
+            unhandled_errors=len(errors) + len(log_errors),
+            unhandled_errors_by_action=dict(sorted(errors_by_action.items())),
+            lost_contexts=len(self.lost),
+            jobs_not_terminal=len(self.not_terminal),
+            mention_leaks=len(emu.mention_leaks()),
+            peak_rss_mb=round(max((b.peak_rss_kib for b in self.bots), default=0) / 1024, 1),
+            stuck_thinking=sum(
+                1 for s in sent if s.run == last_run and s.inter.loading and not s.inter.failed
+            ),
+            host_leaks=sum(leaks.values()),
+            host_leaks_by_kind=dict(sorted(leaks.items())),
+            host_leak_samples=leak_samples,
+            orphan_workers=self.orphans,
+            worker_peak_rss_mb=round(self.worker_peak_kib / 1024, 1),
+            bot_crashes=self.crashes,
+            rejected_requests=dict(
+                collections.Counter(
+                    f"{r.route} {r.status}" for r in emu.requests if r.status >= 400
+                )
+            ),
+            unhandled_routes=len(emu.unhandled_requests),
+            interactions_by_command=dict(
+                sorted(collections.Counter(s.inter.name for s in sent).items())
+            ),
+            actions=dict(sorted(self.ledger.actions.items())),
+            client_refused=dict(sorted(self.ledger.client_refused.items())),
+            error_samples=(samples + log_samples)[:8],
+            lost_context_samples=self.lost[:5],
+            not_terminal_jobs=sorted(self.not_terminal),
+            problems=self.ledger.problems[:20],
+        )
+        if self.config.keep or self.config.run_dir is not None:
+            report["run_dir"] = str(self.run_dir)
+            self.write_transcript(eligible)
+        return report
+
+    def write_transcript(self, eligible: Callable[[Sent], bool]) -> None:
+        """``transcript.jsonl`` in the run folder: every interaction with its answers, then the
+        bot's channel messages, every revision, for reading what happened."""
+        answered: set[int] = set()
+        with open(self.run_dir / "transcript.jsonl", "w", encoding="utf-8") as out:
+            for s in self.ledger.sent:
+                inter = s.inter
+                ack = inter.acknowledged_at
+                row = {
+                    "action": s.action,
+                    "command": inter.name,
+                    "user": inter.user.name,
+                    "channel": inter.channel.name,
+                    "run": s.run,
+                    "eligible": eligible(s),
+                    "ack_ms": round(1000 * (ack - inter.created_at), 1) if ack else None,
+                    "failed": inter.failed,
+                    "messages": [m.contents for m in inter.messages],
+                }
+                answered.update(m.id for m in inter.messages)
+                out.write(json.dumps(row, ensure_ascii=False) + "\n")
+            for message in self.emu.bot_messages:
+                if message.id not in answered:
+                    row = {"channel message": message.channel.name, "revisions": message.contents}
+                    out.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+    def action_of(self, message: Any) -> str:
+        """The user action a bot message answers ("channel message" for the bot's own)."""
+        inter = self.emu.interaction_for(message)
+        if inter is None:
+            return "channel message"
+        sent = next((s for s in self.ledger.sent if s.inter is inter), None)
+        return sent.action if sent is not None else inter.name
+
+    def error_replies(self) -> tuple[dict[str, str], list[str]]:
+        """Bot messages showing an error id or "Something went wrong": error id (or message id)
+        -> the action answered; and samples."""
+        found: dict[str, str] = {}
+        samples: list[str] = []
+        for message in self.emu.bot_messages:
+            for revision in message.revisions:
+                text = revision.content + json.dumps(revision.embeds)
+                if not any(marker in text for marker in ERROR_MARKERS):
+                    continue
+                match = ERROR_ID_IN_REPLY.search(text)
+                key = match.group(1) if match else f"message {message.id}"
+                if key not in found:
+                    found[key] = self.action_of(message)
+                    samples.append(f"reply to {found[key]}: {revision.content[:160]}")
+                break
+        return found, samples
+
+    def log_errors(self, reply_ids: set[str]) -> tuple[list[str], list[str]]:
+        """ERROR/CRITICAL records in the bot logs, less those of an error id already counted."""
+        errors: list[str] = []
+        for bot in self.bots:
+            if bot.log_path.is_file():
+                errors += error_records(bot.log_path.read_text(errors="replace"), reply_ids)
+        return errors, [summarize_record(r) for r in errors[:4]]
+
+    def host_leaks(self) -> tuple[collections.Counter[str], list[str]]:
+        """Bot message revisions showing a host path, the planted secret or a traceback, by
+        what they show (the first match of each revision); and samples. A path the user typed
+        in the interaction the message answers is an echo, not a leak."""
+        needles = {
+            "host secret": HOST_SECRET,
+            "traceback": "Traceback (most recent call last)",
+            "data folder": str(self.data_dir),
+            "models folder": str(self.models_dir),
+            "run folder": str(self.run_dir),
+            "checkout": str(SOURCE_ROOT),
+        }
+        kinds: collections.Counter[str] = collections.Counter()
+        samples: list[str] = []
+        for message in self.emu.bot_messages:
+            inter = self.emu.interaction_for(message)
+            typed = json.dumps(inter.payload.get("data"), ensure_ascii=False) if inter else ""
+            for revision in message.revisions:
+                text = revision.content + json.dumps(revision.embeds, ensure_ascii=False)
+                kind = next((k for k, n in needles.items() if n in text and n not in typed), None)
+                if kind is None:
+                    continue
+                kinds[kind] += 1
+                if len(samples) < 5:
+                    at = text.index(needles[kind])
+                    snippet = text[max(0, at - 80) : at + 80].replace("\n", " ")
+                    samples.append(f"{self.action_of(message)}: …{snippet}…")
+        return kinds, samples
+
+
+def lost_contexts(
+    ops: list[ContextOp], states: dict[int, str], contexts: dict[int, str]
+) -> tuple[int, list[str]]:
+    """(channels checked, descriptions of the lost ones): channels whose last write confirmed
+    before the kill (``states``: ``id(op)`` -> its state at the kill) is not in their context
+    now (``contexts``: channel id -> body). A write or clear still pending at the kill may have
+    replaced it: its result is accepted too."""
+    by_channel: dict[int, list[ContextOp]] = collections.defaultdict(list)
+    for op in ops:
+        by_channel[op.channel_id].append(op)
+    checked = 0
+    lost = []
+    for channel_id, channel_ops in by_channel.items():
+        confirmed = [i for i, op in enumerate(channel_ops) if states[id(op)] == "confirmed"]
+        if not confirmed:
+            continue
+        op = channel_ops[confirmed[-1]]
+        if op.kind == "clear" or op.marker is None:
+            continue
+        checked += 1
+        body = contexts.get(channel_id)
+        if body is not None and op.marker in body:
+            continue
+        pending = [p for p in channel_ops[confirmed[-1] + 1 :] if states[id(p)] == "pending"]
+        if any(
+            (p.kind == "clear" and body is None)
+            or (p.kind in ("set", "upload") and p.marker and body and p.marker in body)
+            for p in pending
+        ):
+            continue
+        now = "no context" if body is None else f"a context without {op.marker}"
+        lost.append(f"channel {channel_id}: /context {op.kind} confirmed, then {now}")
+    return checked, lost
+
+
+def is_eligible(sent: Sent, kill_clock: float | None) -> bool:
+    """Sent while a bot was up, and not cut off by the kill: the killed bot had its 3 s, or
+    acknowledged the interaction before it died."""
+    if sent.run is None:
+        return False
+    if sent.run != KILLED_RUN or kill_clock is None:
+        return True
+    inter = sent.inter
+    if inter.created_at <= kill_clock - ACK_DEADLINE_S:
+        return True
+    return inter.acknowledged_at is not None and inter.acknowledged_at <= kill_clock
+
+
+def nearest_rank(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def error_records(log_text: str, known_ids: Iterable[str] = ()) -> list[str]:
+    """ERROR and CRITICAL records (with their traceback lines) of a bot log, except those that
+    log one of ``known_ids`` (an error id a user was shown, counted already)."""
+    records: list[str] = []
+    current: list[str] | None = None
+    for line in log_text.splitlines():
+        match = LOG_RECORD.match(line)
+        if match:
+            if current is not None:
+                records.append("\n".join(current))
+            current = [line] if match.group(1) in ("ERROR", "CRITICAL") else None
+        elif current is not None:
+            current.append(line)
+    if current is not None:
+        records.append("\n".join(current))
+    known = set(known_ids)
+    return [r for r in records if not ((m := ERROR_ID_IN_LOG.search(r)) and m.group(1) in known)]
+
+
+def summarize_record(record: str) -> str:
+    lines = record.splitlines()
+    head = lines[0][:200]
+    last = next((line.strip() for line in reversed(lines[1:]) if line.strip()), "")
+    return f"log: {head}" + (f" … {last[:200]}" if last else "")
+
+
+# ------------------------------------------------------------------------- what users do
+
+
+class Crowd:
+    """One user's repertoire: each action sends one or two interactions and waits for them."""
+
+    def __init__(self, soak: Soak, actor: Actor, rng: random.Random) -> None:
+        self.soak = soak
+        self.emu = soak.emu
+        self.actor = actor
+        self.rng = rng
+        assert soak.population is not None
+        self.population = soak.population
+        guild = actor.guilds[0]
+        self.texts = hostile.hostile_texts(
+            user_id=self.population.actors[1].user.id, role_id=self.population.admin_roles[guild.id]
+        )
+        table: list[tuple[Callable[[], Awaitable[None]], int]] = [
+            (self.sentiment, 10),
+            (self.ner, 8),
+            (self.ask, 10),
+            (self.generate, 7),
+            (self.message_action, 8),
+            (self.context_set, 6),
+            (self.context_append, 5),
+            (self.context_upload, 4),
+            (self.context_show, 5),
+            (self.context_clear, 2),
+            (self.models, 3),
+            (self.help, 2),
+            (self.finetune, 12 if actor.admin else 1),
+        ]
+        self.actions = [action for action, _ in table]
+        self.weights = [weight for _, weight in table]
+
+    # -- choices --------------------------------------------------------------------
+
+    def place(self, *, dm_ok: bool = False) -> SimChannel:
+        if dm_ok and self.rng.random() < 0.05:
+            return self.emu.dm(self.actor.user)
+        guild = self.rng.choice(self.actor.guilds)
+        return self.rng.choice(self.population.channels[guild.id])
+
+    def text(self, normal: Sequence[str] = NORMAL_TEXTS) -> tuple[str, str]:
+        """(text, what): a normal text three times in four, else a hostile one."""
+        if self.rng.random() < 0.75:
+            return self.rng.choice(normal), "normal"
+        chosen = self.rng.choice(self.texts)
+        return chosen.text, chosen.what
+
+    def someone_in(self, channel: SimChannel) -> SimUser:
+        guild = self.emu.state.guild_of(channel)
+        if guild is None:
+            return self.actor.user
+        return self.rng.choice(self.population.members_of(guild)).user
+
+    def slash(
+        self,
+        action: str,
+        command: str,
+        options: dict[str, Any],
+        channel: SimChannel,
+        *,
+        bypass: bool = False,
+    ) -> Awaitable[SimInteraction | None]:
+        return self.soak.send(
+            action,
+            lambda: self.emu.slash(
+                command,
+                options,
+                user=self.actor.user,
+                channel=channel,
+                bypass_permissions=bypass,
+            ),
+        )
+
+    # -- models -----------------------------------------------------------------------
+
+    async def sentiment(self) -> None:
+        text, what = self.text()
+        channel = self.place(dm_ok=True)
+        inter = await self.slash(f"sentiment: {what}", "sentiment", {"text": text}, channel)
+        await self.soak.settle(inter)
+
+    async def ner(self) -> None:
+        text, what = self.text()
+        channel = self.place(dm_ok=True)
+        inter = await self.slash(f"ner: {what}", "ner", {"text": text}, channel)
+        await self.soak.settle(inter)
+
+    async def ask(self) -> None:
+        text, what = self.text(QUESTIONS)
+        inter = await self.slash(f"ask: {what}", "ask", {"question": text}, self.place())
+        await self.soak.settle(inter)
+
+    async def generate(self) -> None:
+        rng = self.rng
+        prompt, what = self.text()
+        options: dict[str, Any] = {"prompt": prompt}
+        if rng.random() < 0.7:
+            options["max_tokens"] = rng.choice([1, 10, 40, 120, 4096])
+        if rng.random() < 0.3:
+            options["temperature"] = rng.choice([0.0, 0.7, 2.0])
+            options["top_p"] = rng.choice([0.0, 0.5, 1.0])
+        channel = self.place(dm_ok=True)
+        inter = await self.slash(f"generate: {what}", "generate", options, channel)
+        if inter is not None and rng.random() < 0.5:
+            try:
+                await inter.wait_until(has_stop_button, timeout=30)
+            except (InteractionFailed, InteractionTimeout):
+                pass
+            else:
+                await asyncio.sleep(rng.uniform(0.0, 1.5))
+                own = rng.random() < 0.8
+                clicker = self.actor.user if own else self.someone_in(channel)
+                message = inter.original
+                assert message is not None
+                click = await self.soak.send(
+                    "click Stop: " + ("author" if own else "someone"),
+                    lambda: self.emu.click(message, label="Stop", user=clicker),
+                )
+                await self.soak.settle(click)
+        await self.soak.settle(inter, quiet=1.6, timeout=90)
+
+    async def message_action(self) -> None:
+        rng = self.rng
+        channel = self.place()
+        text, what = self.text()
+        attachments = []
+        if rng.random() < 0.1:
+            text, what = "", "attachment only"
+            attachments = [self.emu.attachment("cat.png", b"\x89PNG\r\n\x1a\n" + bytes(64))]
+        if not text.strip() and not attachments:
+            text = text + "."
+        try:
+            message = await self.emu.post_message(
+                channel, self.actor.user, text[:2000], attachments=attachments
+            )
+        except SimError as exc:
+            self.soak.ledger.client_refused[f"post: {type(exc).__name__}"] += 1
+            return
+        name = rng.choice(["Analyze sentiment", "Find entities"])
+        user = self.someone_in(channel)
+        inter = await self.soak.send(
+            f"{name}: {what}", lambda: self.emu.context_menu(name, message, user=user)
+        )
+        await self.soak.settle(inter)
+
+    # -- contexts -----------------------------------------------------------------------
+
+    async def context_write(self, kind: str, chosen: hostile.HostileFile | None = None) -> None:
+        """/context set, append or upload (``chosen``: this file), one write at a time per
+        channel, recorded for the lost-context check."""
+        rng = self.rng
+        soak = self.soak
+        channel = self.place()
+        marker = soak.ledger.new_marker(soak.config.seed)
+        options: dict[str, Any]
+        written: str | None = marker
+        if kind == "upload":
+            if chosen is None and rng.random() < 0.7:
+                upload, what = hostile.good_context_file(marker), "good file"
+            else:
+                upload = chosen or rng.choice(soak.context_files)
+                what, written = upload.what, None
+            options = {"file": self.upload(upload)}
+        else:
+            text, what = self.text((CONTEXT_TEXT,))
+            if text.strip():
+                text = f"{marker} {text}"[:6000]
+            else:
+                written = None
+            options = {"text": text}
+        async with soak.context_locks[channel.id]:
+            inter = await self.slash(f"context {kind}: {what}", f"context {kind}", options, channel)
+            if inter is not None:
+                soak.ledger.context_ops.append(ContextOp(kind, channel.id, written, inter))
+            await soak.settle(inter)
+
+    async def context_set(self) -> None:
+        await self.context_write("set")
+
+    async def context_append(self) -> None:
+        await self.context_write("append")
+
+    async def context_upload(self) -> None:
+        await self.context_write("upload")
+
+    async def context_clear(self) -> None:
+        soak = self.soak
+        channel = self.place()
+        async with soak.context_locks[channel.id]:
+            inter = await self.slash("context clear", "context clear", {}, channel)
+            if inter is not None:
+                soak.ledger.context_ops.append(ContextOp("clear", channel.id, None, inter))
+            await soak.settle(inter)
+
+    async def context_show(self) -> None:
+        channel = self.place()
+        inter = await self.slash("context show", "context show", {}, channel)
+        await self.soak.settle(inter)
+        message = inter.original if inter is not None else None
+        if message is None or not any(
+            b.label == "Next ▶" and not b.disabled for b in message.buttons
+        ):
+            return
+        own = self.rng.random() < 0.8
+        user = self.actor.user if own else self.someone_in(channel)
+        click = await self.soak.send(
+            "click Next: " + ("author" if own else "someone"),
+            lambda: self.emu.click(message, label="Next ▶", user=user),
+        )
+        await self.soak.settle(click)
+
+    # -- the rest -----------------------------------------------------------------------
+
+    async def models(self) -> None:
+        inter = await self.slash("models", "models", {}, self.place(dm_ok=True))
+        await self.soak.settle(inter)
+
+    async def help(self) -> None:
+        inter = await self.slash("help", "help", {}, self.place(dm_ok=True))
+        await self.soak.settle(inter)
+
+    async def finetune(self) -> None:
+        rng = self.rng
+        sub = rng.choices(
+            ["start", "status", "list", "cancel", "promote", "rollback"], [5, 3, 2, 2, 1, 1]
+        )[0]
+        who = "admin" if self.actor.admin else "member"
+        options: dict[str, Any] = {}
+        what = who
+        if sub == "start":
+            options, what = self.start_options()
+            what = f"{who}, {what}"
+        elif sub in ("status", "cancel", "promote"):
+            job = self.some_job()
+            if job is not None:
+                options["job"] = job
+            elif sub != "status":
+                options["job"] = rng.choice([0, -1, 999_999, 2**53])
+        elif sub == "rollback":
+            options["task"] = rng.choice(["sentiment", "ner", "qa", "generation"])
+        await self.finetune_command(sub, options, what)
+
+    async def finetune_command(self, sub: str, options: dict[str, Any], what: str) -> None:
+        """/finetune SUB in a channel of the user's; a member reaches it as a server override
+        would let them (the bot's own check must refuse)."""
+        channel = self.place()
+        inter = await self.slash(
+            f"finetune {sub}: {what}",
+            f"finetune {sub}",
+            options,
+            channel,
+            bypass=not self.actor.admin,
+        )
+        await self.soak.settle(inter, timeout=120)
+        if inter is not None and sub == "start":
+            self.soak.ledger.note_jobs(inter)
+
+    def some_job(self) -> int | None:
+        """A job id users know of (not the long job before the kill), or None."""
+        known = [
+            j
+            for j in self.soak.ledger.known_jobs
+            if j != self.soak.main_job or self.soak.restarted.is_set()
+        ]
+        if known and self.rng.random() < 0.6:
+            return self.rng.choice(known)
+        return None
+
+    def start_options(self) -> tuple[dict[str, Any], str]:
+        """Options of a random /finetune start: a good small job, a broken file, a bad base
+        model or a dataset reference."""
+        rng = self.rng
+        soak = self.soak
+        options = self.base_options()
+        roll = rng.random()
+        if roll < 0.2:
+            options["file"] = self.upload(hostile.good_training_csv())
+            return options, "good small job"
+        if roll < 0.6:
+            bad = rng.choice(soak.training_files)
+            options["file"] = self.upload(bad)
+            if rng.random() < 0.2:
+                options["task"] = rng.choice(
+                    ["token-classification", "question-answering", "causal-lm"]
+                )
+            return options, f"file: {bad.what}"
+        if roll < 0.8:
+            what, ref = rng.choice(soak.bad_base_models())
+            options["base_model"] = ref
+            options["file"] = self.upload(hostile.good_training_csv())
+            return options, f"base_model: {what}"
+        what, ref = rng.choice(soak.bad_datasets())
+        options["dataset"] = ref
+        if rng.random() < 0.3:
+            options["split"] = rng.choice(["train", "../../etc", "train[:10]"])
+        if rng.random() < 0.1:
+            options["file"] = self.upload(hostile.good_training_csv())
+        return options, f"dataset: {what}"
+
+    def base_options(self) -> dict[str, Any]:
+        return {
+            "task": "text-classification",
+            "base_model": str(self.soak.models["sentiment"]),
+            "batch_size": 8,
+            "max_length": 32,
+            "max_steps": self.rng.randint(1, 3),
+        }
+
+    def upload(self, file: hostile.HostileFile) -> Any:
+        return self.emu.attachment(file.filename, file.data)
+
+    def attack_plan(self) -> list[Callable[[], Awaitable[None]]]:
+        """Every hostile training file, base model, dataset and context file once, and the other
+        server's job, from an admin of the second server: the worst first, the rest shuffled."""
+        soak = self.soak
+        steps: list[tuple[str, Callable[[], Awaitable[None]]]] = []
+
+        def start(what: str, **chosen: Any) -> None:
+            async def step() -> None:
+                options = self.base_options()
+                options.update(chosen)
+                await self.finetune_command("start", options, f"attacker, {what}")
+
+            steps.append((what, step))
+
+        for bad in soak.training_files:
+            start(f"file: {bad.what}", file=self.upload(bad))
+        for what, ref in soak.bad_base_models():
+            start(
+                f"base_model: {what}", base_model=ref, file=self.upload(hostile.good_training_csv())
+            )
+        for what, ref in soak.bad_datasets():
+            start(f"dataset: {what}", dataset=ref)
+        for file in soak.context_files:
+
+            async def upload(file: hostile.HostileFile = file) -> None:
+                await self.context_write("upload", chosen=file)
+
+            steps.append((f"context file: {file.what}", upload))
+        for sub in ("status", "cancel", "promote"):
+
+            async def other_server(sub: str = sub) -> None:
+                job = soak.main_job or 1
+                await self.finetune_command(sub, {"job": job}, "attacker, another server's job")
+
+            steps.append((f"{sub} another server's job", other_server))
+        first = (
+            "file: deep JSON array",
+            "file: many tiny rows",
+            "file: deep JSONL field",
+            "dataset: a host folder",
+            "base_model: another server's model folder",
+        )
+        head = [step for name in first for what, step in steps if what == name]
+        rest = [step for what, step in steps if what not in first]
+        self.rng.shuffle(rest)
+        return head + rest
+
+
+def has_stop_button(inter: SimInteraction) -> bool:
+    message = inter.original
+    return message is not None and any(
+        b.label == "Stop" and not b.disabled for b in message.buttons
+    )
+
+
+# ------------------------------------------------------------------------------------ main
+
+
+async def run_soak(config: SoakConfig) -> dict[str, Any]:
+    if config.run_dir is not None:
+        config.run_dir.mkdir(parents=True, exist_ok=True)
+        return await Soak(config, config.run_dir.resolve()).run()
+    run_dir = Path(tempfile.mkdtemp(prefix="hfcord-soak-"))
+    try:
+        return await Soak(config, run_dir).run()
+    finally:
+        if not config.keep:
+            shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    config, one_line = parse_args(argv)
+    try:
+        report = asyncio.run(run_soak(config))
+    except RuntimeError as exc:
+        print(json.dumps({"error": str(exc), "seed": config.seed}))
+        return 1
+    print(json.dumps(report) if one_line else json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
