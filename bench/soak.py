@@ -5,85 +5,95 @@ Usage::
 
     python bench/soak.py --json                       # 120 s, 30 users, seed 1
     python bench/soak.py --json --seconds 20 --users 8 --seed 3
-    python bench/soak.py --json --data-dir /tmp/d --models-dir /tmp/m --keep
+    python bench/soak.py --json --run-dir /tmp/soak --models-dir /tmp/m   # keeps logs
+    python bench/soak.py --json --set HFCORD_COMMAND_COOLDOWN_S=0         # another setting
 
 It prints one JSON object on stdout (``--json``: on one line) and exits 0 whatever the numbers
-say (1 when the soak itself could not run). Progress goes to stderr.
+say (1, with ``{"error": ...}``, when the soak itself could not run). Progress goes to stderr.
+With ``--run-dir`` (or ``--keep``) the run folder keeps the bot's logs (``bot-1.log`` before
+the kill, ``bot-2.log`` after), its settings (``bot.env``) and ``transcript.jsonl`` (every
+interaction with what the bot answered, then the bot's channel messages).
 
 What runs
 ---------
 1. The tiny seeded checkpoints of ``tests/support/models.py`` (GPT-2, sentiment, NER, QA) are
    built into ``--models-dir`` (default: the run folder; existing ones are reused). No hub.
 2. The emulator (:mod:`bot.sim`) starts in this process. Its world: two servers, each with two
-   channels and a thread, the default admin and member plus ``--users`` - 2 more: every fifth an
-   Administrator, every fifth (offset one) a Manage Messages moderator, every seventh a member of
-   both servers, the others plain members, two thirds in the first server.
+   channels and a thread; the default admin (owner of both) and member, then ``--users`` - 3
+   more (every fifth an Administrator, every fifth but one a Manage Messages moderator, every
+   seventh in both servers, two thirds in the first one), and "mallory", an admin of the second
+   server only, who first tries every hostile upload and reference once (the worst first).
 3. ``python -m bot sync`` publishes the commands, then ``python -m bot`` runs the bot, both
-   through :mod:`bot.sim.external` in separate processes, on a settings file that names the tiny
-   models, the data folder and the models folder as ``HFCORD_MODEL_ROOTS``; every other setting
-   is the default (``--set KEY=VALUE`` changes one). The bot's working directory is the run
-   folder, not the checkout.
+   through :mod:`bot.sim.external` in separate processes, on a settings file naming the tiny
+   models, the data folder, and the models folder as ``HFCORD_MODEL_ROOTS``; every other setting
+   is the default. The bot runs in a folder of its own, not the checkout.
 4. An admin starts a fine-tune job (the tiny sentiment model, 32 CSV rows, max_steps 1,000,000:
    it trains until stopped). Each user repeats: pick an action at random (seeded), wait for its
    answer, think 1 to 4 s. Actions: /sentiment, /ner, /ask, /generate (half of them clicked Stop
    by their author or by someone else), the Analyze sentiment / Find entities message actions on
    posted messages, /context set/append/upload/show (turning pages)/clear, /models, /help,
-   /finetune start/status/list/cancel/promote/rollback, a few in DMs; a quarter of the texts and
-   many files are hostile (``tests/support/hostile_inputs.py``: empty, huge, mentions, masked
-   links, markdown, binary, UTF-16, truncated, deeply nested JSON, 2 MB of tiny CSV rows, refs to
-   host paths, URLs, ``hf://``, another server's model folder). Members run admin commands too
-   (as a server override would let them). Context writes in one channel are sent one at a time
-   (so which write was last is known); everything else overlaps freely.
-5. At ``--kill-at`` x ``--seconds`` (later if the long job has not reported a training step yet,
-   at most ``--kill-wait`` s later) the bot process gets SIGKILL, while users are mid-command.
-   It is started again on the same data folder; users wait meanwhile and go on once it is back.
-   Users keep going until ``--seconds`` have passed since they started, and at least a quarter
-   of ``--seconds`` after the restart. After the restart the admin starts a short job and, if it
-   completes in time, promotes it.
-6. The end: users stop; every interaction is given its 3 s to be acknowledged; admins cancel
-   the jobs started after the restart that are still queued or running; up to
-   ``--drain-seconds`` for jobs to end; the bot gets SIGTERM (SIGKILL after 30 s).
+   /finetune start/status/list/cancel/promote/rollback, some in DMs. A quarter of the texts and
+   many uploads are hostile (``tests/support/hostile_inputs.py``: empty, huge, mentions, masked
+   links, markdown, binary, UTF-16, truncated, deeply nested JSON, 2 MB of tiny CSV rows; and
+   host paths, relative climbs, URLs, ``hf://`` and another server's model folder as base model
+   or dataset). Members run admin commands too (as a server's override would let them). Context
+   writes in one channel go one at a time (so the last one is known); all else overlaps.
+5. At ``--kill-at`` x ``--seconds`` (later if the long job has not reported a training step,
+   at most ``--kill-wait`` s later) the bot process gets SIGKILL while users are mid-command. It
+   is started again on the same data folder; users wait meanwhile, then go on. They stop once
+   ``--seconds`` have passed since they started, and at least a quarter of ``--seconds`` after
+   the restart. After the restart the admin starts a short job and promotes it if it completes.
+6. The end: users stop; every interaction gets its 3 s to be acknowledged; the server owner
+   cancels the jobs started after the restart that still run; up to ``--drain-seconds`` for jobs
+   to end; then SIGTERM (SIGKILL after 30 s).
 
 The metrics (JSON keys)
 -----------------------
-Interactions are what Discord would send the bot: slash commands, message actions and button
-clicks. An interaction is *eligible* when it was sent while a bot session was connected and
-ready, and not less than 3 s before that bot was SIGKILLed (those the killed bot could not
-answer are ``killed_in_flight``).
+Interactions are what Discord sends the bot: slash commands, message actions, button clicks.
+One is *eligible* when it was sent while a bot session was connected and ready, unless the
+bot that got it was SIGKILLed less than 3 s later without having acknowledged it
+(``killed_in_flight``: the killed bot could not answer those).
 
-- ``interactions``: every interaction the users sent (eligible or not).
-- ``acked_within_3s_pct``: 100 x eligible interactions acknowledged (any callback) within 3 s of
-  being sent / eligible interactions. (Discord refuses later acknowledgments.)
-- ``ack_p99_ms``: the 99th percentile (nearest rank) of send-to-acknowledgment time of the
+- ``interactions``: every interaction the users sent.
+- ``acked_within_3s_pct``: 100 x eligible interactions acknowledged (any callback type) within
+  3 s of being sent / eligible interactions. (Discord refuses a later acknowledgment.)
+- ``ack_p99_ms``: the 99th percentile (nearest rank) of the send-to-acknowledgment time of the
   eligible interactions that were acknowledged.
 - ``unhandled_errors``: bot messages (any revision, any channel) showing an error id or
-  "Something went wrong", plus ERROR and CRITICAL records in the bot processes' logs; a log
-  record that logs the error id of a counted message is the same error and is not counted again.
+  "Something went wrong", plus ERROR and CRITICAL records in the bot processes' logs (any
+  logger); a record logging the error id of a counted message is that error, not another.
+  ``unhandled_errors_by_action`` says which user action each answered ("bot log: LOGGER" for
+  log records).
 - ``lost_contexts``: channels whose last context write (set, append, upload) the bot confirmed
-  before the kill is not in the channel's context once the restarted bot is ready (no context,
-  or the context lacks that write's unique marker). A write or clear still unanswered at the
-  kill may have replaced it; its result is accepted too. Read from the data folder's database.
-- ``jobs_not_terminal``: this run's fine-tune jobs that are neither completed, failed, cancelled
-  nor interrupted: those created before the kill, read as soon as the restarted bot is ready;
-  and any job, read after the end's cancel-and-drain while the bot still runs.
+  before the kill ("Context set" / "Added.") is missing from the channel's context once the
+  restarted bot is ready (no context, or one without that write's unique marker); a write or
+  clear still unanswered at the kill may have replaced it, and its result is accepted too.
+  Read from the data folder's database (read-only). ``contexts_checked``: channels checked.
+- ``jobs_not_terminal``: this run's fine-tune jobs neither completed, failed, cancelled nor
+  interrupted: those created before the kill, read as soon as the restarted bot is ready
+  (``jobs_checked_after_restart`` of them), and any job, read after the end's cancel-and-drain
+  while the bot still runs.
 - ``mention_leaks``: bot message revisions that would ping someone on Discord (the emulator
   resolves mentions under the allowed_mentions each request carried).
 - ``peak_rss_mb``: the largest peak resident set (VmHWM) of the bot processes, in MiB.
 
-Also: ``seed``, ``seconds``, ``users``, ``eligible``, ``acked_within_3s``, ``killed_in_flight``,
-``not_acknowledged`` (eligible, never acknowledged in time), ``stuck_thinking`` (deferred
-interactions to the bot that ran at the end still showing "thinking…" after the drain),
-``interactions_by_command``, ``actions`` (what users did, with the hostile variant),
-``client_refused`` (actions the Discord client itself would refuse: a hidden command, a
-disabled button), ``host_leaks`` (bot message revisions containing the run folder, the data or
-models folder, this checkout's path, a planted host secret, or a Python traceback),
-``rejected_requests`` (bot requests the emulator refused as Discord would, by route and status),
-``unhandled_routes``, ``startup_s`` and ``restart_s`` (process start to a ready gateway session),
-``kill_at_s``, ``job_at_kill``, ``orphan_workers`` (training processes of the killed bot still
-alive 5 s after the kill; the soak then kills them), ``workers_left_after_stop``,
-``worker_peak_rss_mb``, ``jobs_by_status``, ``clean_exit`` (the last bot exited on SIGTERM),
-``bot_crashes`` (bot processes that ended on their own), ``error_samples`` (the first lines of
-some errors, to start a diagnosis), ``problems`` (what the soak could not check).
+Also: ``seed``, ``seconds``, ``users``, ``startup_s`` and ``restart_s`` (process start to a
+ready gateway session), ``kill_at_s``, ``job_at_kill`` (the long job's status and step when
+killed), ``eligible``, ``acked_within_3s``, ``not_acknowledged`` (eligible, not acknowledged in
+time), ``killed_in_flight``, ``sent_while_down`` (clicks sent while no bot was up),
+``stuck_thinking`` (interactions to the last bot still showing "thinking…" at the end),
+``host_leaks`` (bot message revisions showing the run, data or models folder, this checkout's
+path, the planted host folder or its content, or a Python traceback; a path the user typed in
+the interaction answered is an echo, not a leak; ``host_leaks_by_kind``,
+``host_leak_samples``),
+``orphan_workers`` (training processes of the killed bot alive 5 s after the kill; the soak
+then kills them), ``workers_left_after_stop``, ``worker_peak_rss_mb``, ``jobs_by_status``,
+``clean_exit`` (the last bot exited 0 on SIGTERM), ``bot_crashes`` (bot processes that ended on
+their own), ``rejected_requests`` (bot requests the emulator refused as Discord would, by route
+and status), ``unhandled_routes``, ``interactions_by_command``, ``actions`` (what users did,
+with the hostile variant), ``client_refused`` (actions Discord's client itself refuses: a
+disabled button), ``error_samples``, ``lost_context_samples``, ``not_terminal_jobs``,
+``problems`` (what went wrong in the soak itself), ``run_dir`` (when kept).
 """
 
 from __future__ import annotations
@@ -123,6 +133,7 @@ from bot.sim import (  # noqa: E402 - after the path set-up
     SimError,
     SimGuild,
     SimInteraction,
+    SimMessage,
     SimUser,
 )
 from bot.sim.botprocess import SOURCE_ROOT, BotProcess, child_environment  # noqa: E402
@@ -142,7 +153,7 @@ TERMINAL = {"completed", "failed", "cancelled", "interrupted"}
 ERROR_MARKERS = ("error id", "Something went wrong")
 ERROR_ID_IN_REPLY = re.compile(r"error id `([0-9a-f]+)`")
 ERROR_ID_IN_LOG = re.compile(r"error ([0-9a-f]+) in command")
-LOG_RECORD = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d (\w+)\s")
+LOG_RECORD = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d (\w+)\s+([^:\s]+)?")
 JOB_IN_REPLY = re.compile(r"job \*\*#(\d+)\*\*")
 HOST_SECRET = "host-secret-7f3a9c-do-not-show"
 # What the bot says when a context write or clear took effect (see cogs/qa.py).
@@ -304,7 +315,7 @@ def populate(emu: DiscordEmulator, users: int) -> Population:
         second.id: state.add_role(second, "Admins", permissions=ADMINISTRATOR),
     }
     mods = {g.id: state.add_role(g, "Mods", permissions=MANAGE_MESSAGES) for g in (first, second)}
-    channels = {
+    channels: dict[int, tuple[SimChannel, ...]] = {
         first.id: (world.channel, world.thread, state.add_channel(first, "lab")),
         second.id: (
             world.other_channel,
@@ -471,6 +482,7 @@ class Soak:
         self.jobs_dir = self.data_dir / "jobs"
         self.db_path = self.data_dir / "hfcord.sqlite3"
         self.env_file = run_dir / "bot.env"
+        self.bot_cwd = run_dir / "cwd"  # not the checkout; "../host-files" climbs to a host folder
         self.secret_dir = run_dir / "host-files"
         self.ledger = Ledger()
         self.emu = DiscordEmulator(ack_deadline_s=ACK_DEADLINE_S)
@@ -509,6 +521,7 @@ class Soak:
             ("a host folder", "/etc"),
             ("the root folder", "/"),
             ("a relative climb", "../../../../etc"),
+            ("a relative climb to a host folder", "../host-files"),
             ("hf:// scheme", "hf://some/model"),
             ("a URL", "https://evil.example/model.bin"),
             ("file:// URL", "file:///etc/hosts"),
@@ -527,7 +540,7 @@ class Soak:
             ("a host folder", str(self.secret_dir)),
             ("a host file", str(self.secret_dir / "secrets.csv")),
             ("/etc", "/etc"),
-            ("a relative path", "../"),
+            ("a relative climb to a host folder", "../host-files"),
             ("hf:// scheme", "hf://datasets/some/data"),
             ("a URL", "https://evil.example/data.csv"),
             ("file:// URL", "file:///etc/passwd"),
@@ -554,6 +567,7 @@ class Soak:
         self.env_file.write_text("".join(f"{k}={v}\n" for k, v in lines.items()))
         # A host folder an admin names as a dataset; its content must never reach Discord.
         self.secret_dir.mkdir(exist_ok=True)
+        self.bot_cwd.mkdir(exist_ok=True)
         (self.secret_dir / "secrets.csv").write_text(
             f"text,label\n{HOST_SECRET} one,a\n{HOST_SECRET} two,b\n" * 10
         )
@@ -570,7 +584,7 @@ class Soak:
         return BotProcess(
             api_url=self.emu.base_url,
             bot_args=[*bot_args, "--env-file", str(self.env_file)],
-            cwd=self.run_dir,
+            cwd=self.bot_cwd,
             log_path=self.run_dir / log_name,
             env=env,
         )
@@ -765,6 +779,10 @@ class Soak:
         if self.main_job is not None and self.main_job in jobs:
             _, status, step = jobs[self.main_job]
             self.report["job_at_kill"] = {"id": self.main_job, "status": status, "step": step}
+            if status != "running" or not step:
+                self.ledger.problems.append(
+                    f"the long job was {status} at step {step} when the bot was killed"
+                )
         else:
             self.report["job_at_kill"] = None
         workers = worker_pids(self.jobs_dir)
@@ -913,8 +931,9 @@ class Soak:
         errors, samples = self.error_replies()
         log_errors, log_samples = self.log_errors(set(errors))
         errors_by_action = collections.Counter(errors.values())
-        if log_errors:
-            errors_by_action["bot log"] = len(log_errors)
+        for record in log_errors:
+            match = LOG_RECORD.match(record)
+            errors_by_action[f"bot log: {match.group(2) if match else '?'}"] += 1
         last_run = self.run_index
         leaks, leak_samples = self.host_leaks()
         report.update(
@@ -985,10 +1004,10 @@ class Soak:
                 out.write(json.dumps(row, ensure_ascii=False) + "\n")
             for message in self.emu.bot_messages:
                 if message.id not in answered:
-                    row = {"channel message": message.channel.name, "revisions": message.contents}
-                    out.write(json.dumps(row, ensure_ascii=False) + "\n")
+                    other = {"channel message": message.channel.name, "revisions": message.contents}
+                    out.write(json.dumps(other, ensure_ascii=False) + "\n")
 
-    def action_of(self, message: Any) -> str:
+    def action_of(self, message: SimMessage) -> str:
         """The user action a bot message answers ("channel message" for the bot's own)."""
         inter = self.emu.interaction_for(message)
         if inter is None:
@@ -1031,6 +1050,7 @@ class Soak:
             "traceback": "Traceback (most recent call last)",
             "data folder": str(self.data_dir),
             "models folder": str(self.models_dir),
+            "host folder": str(self.secret_dir),
             "run folder": str(self.run_dir),
             "checkout": str(SOURCE_ROOT),
         }
