@@ -14,6 +14,9 @@ With ``--run-dir`` (or ``--keep``) the run folder keeps the bot's logs (``bot-1.
 the kill, ``bot-2.log`` after), its settings (``bot.env``) and ``transcript.jsonl`` (every
 interaction with what the bot answered, then the bot's channel messages).
 
+This module runs the soak and writes the report; ``bench/soak_crowd.py`` says who the users are
+and what they do, ``bench/soak_record.py`` what is recorded and the rules the metrics follow.
+
 What runs
 ---------
 1. The tiny seeded checkpoints of ``tests/support/models.py`` (GPT-2, sentiment, NER, QA) are
@@ -104,17 +107,14 @@ import collections
 import contextlib
 import json
 import logging
-import math
 import os
 import random
-import re
 import shutil
-import sqlite3
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -125,65 +125,47 @@ if str(REPO_ROOT) not in sys.path:
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from bench.soak_crowd import Actor, Crowd, Population, populate  # noqa: E402
+from bench.soak_record import (  # noqa: E402
+    ACK_DEADLINE_S,
+    ERROR_ID_IN_REPLY,
+    ERROR_MARKERS,
+    JOB_IN_REPLY,
+    KILLED_RUN,
+    LOG_RECORD,
+    TERMINAL,
+    Ledger,
+    Sent,
+    error_records,
+    is_eligible,
+    kill_workers,
+    lost_contexts,
+    nearest_rank,
+    read_contexts,
+    read_jobs,
+    summarize_record,
+    vm_hwm_kib,
+    worker_pids,
+)
 from bot.sim import (  # noqa: E402 - after the path set-up
     DiscordEmulator,
     InteractionFailed,
     InteractionTimeout,
-    SimChannel,
     SimError,
-    SimGuild,
     SimInteraction,
     SimMessage,
-    SimUser,
 )
 from bot.sim.botprocess import SOURCE_ROOT, BotProcess, child_environment  # noqa: E402
-from bot.sim.entities import ADMINISTRATOR, MANAGE_MESSAGES  # noqa: E402
 from tests.support import hostile_inputs as hostile  # noqa: E402
 
 log = logging.getLogger("bench.soak")
 
-ACK_DEADLINE_S = 3.0
 THINK_S = (1.0, 4.0)
 ACTION_TIMEOUT_S = 120.0
 ORPHAN_GRACE_S = 5.0
-KILLED_RUN = 1  # the first bot process is the one killed
 READY_TIMEOUT_S = 180.0
 LONG_JOB_STEPS = 1_000_000
-TERMINAL = {"completed", "failed", "cancelled", "interrupted"}
-ERROR_MARKERS = ("error id", "Something went wrong")
-ERROR_ID_IN_REPLY = re.compile(r"error id `([0-9a-f]+)`")
-ERROR_ID_IN_LOG = re.compile(r"error ([0-9a-f]+) in command")
-LOG_RECORD = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d (\w+)\s+([^:\s]+)?")
-JOB_IN_REPLY = re.compile(r"job \*\*#(\d+)\*\*")
 HOST_SECRET = "host-secret-7f3a9c-do-not-show"
-# What the bot says when a context write or clear took effect (see cogs/qa.py).
-CONFIRMS = {
-    "set": "Context set",
-    "upload": "Context set",
-    "append": "Added.",
-    "clear": "is cleared",
-}
-
-NORMAL_TEXTS = (
-    "I love this new library, it works great!",
-    "This was the worst movie I have seen in years.",
-    "Angela Merkel met Emmanuel Macron in Paris on Tuesday.",
-    "The Eiffel Tower was finished in 1889.",
-    "Hugging Face is based in New York and Paris.",
-    "What a lovely sunny day for a walk by the river.",
-    "Write a short poem about autumn leaves.",
-    "Once upon a time, in a small village,",
-)
-QUESTIONS = (
-    "When was the tower finished?",
-    "Where is the Eiffel Tower?",
-    "How tall is it?",
-    "Which museum is the most visited?",
-)
-CONTEXT_TEXT = (
-    "The Eiffel Tower is in Paris. It was finished in 1889 and is 330 metres tall. "
-    "The Louvre is the world's most visited museum."
-)
 
 
 # ----------------------------------------------------------------------------- configuration
@@ -284,190 +266,6 @@ def build_models(root: Path) -> dict[str, Path]:
     return found
 
 
-# ------------------------------------------------------------------------------- the world
-
-
-@dataclass(frozen=True)
-class Actor:
-    index: int
-    user: SimUser
-    guilds: tuple[SimGuild, ...]
-    admin: bool
-    moderator: bool
-    attacker: bool = False  # first tries every hostile input once (see Crowd.attack_plan)
-
-
-@dataclass(frozen=True)
-class Population:
-    actors: tuple[Actor, ...]
-    channels: dict[int, tuple[SimChannel, ...]]  # guild id -> its channels and threads
-    admin_roles: dict[int, int]  # guild id -> role id
-
-    def members_of(self, guild: SimGuild) -> list[Actor]:
-        return [a for a in self.actors if guild in a.guilds]
-
-
-def populate(emu: DiscordEmulator, users: int) -> Population:
-    state, world = emu.state, emu.world
-    first, second = world.guild, world.other_guild
-    admins = {
-        first.id: world.admin_role,
-        second.id: state.add_role(second, "Admins", permissions=ADMINISTRATOR),
-    }
-    mods = {g.id: state.add_role(g, "Mods", permissions=MANAGE_MESSAGES) for g in (first, second)}
-    channels: dict[int, tuple[SimChannel, ...]] = {
-        first.id: (world.channel, world.thread, state.add_channel(first, "lab")),
-        second.id: (
-            world.other_channel,
-            state.add_thread(world.other_channel, "other-thread", owner=world.member),
-            state.add_channel(second, "other-lab"),
-        ),
-    }
-    both = (first, second)
-    actors = [
-        Actor(0, world.admin, both, admin=True, moderator=False),
-        Actor(1, world.member, both, admin=False, moderator=False),
-    ]
-    for index in range(2, users - 1):
-        home = first if index % 3 else second
-        guilds = both if index % 7 == 0 else (home,)
-        admin, moderator = index % 5 == 0, index % 5 == 1
-        user = state.add_user(f"user{index}")
-        for guild in guilds:
-            roles = [admins[guild.id]] if admin else [mods[guild.id]] if moderator else []
-            state.add_member(guild, user, roles=roles)
-        actors.append(Actor(index, user, guilds, admin=admin, moderator=moderator))
-    if users >= 3:  # an admin of the second server only, who tries every hostile input
-        mallory = state.add_user("mallory")
-        state.add_member(second, mallory, roles=[admins[second.id]])
-        actors.append(Actor(users - 1, mallory, (second,), True, False, attacker=True))
-    return Population(
-        tuple(actors), channels, {guild_id: role.id for guild_id, role in admins.items()}
-    )
-
-
-# ---------------------------------------------------------------------------- the record
-
-
-@dataclass
-class Sent:
-    """One interaction a user sent, what it was, and which bot run it went to."""
-
-    inter: SimInteraction
-    action: str
-    run: int | None  # 1 before the kill, 2 after; None when no bot was up
-
-
-@dataclass
-class ContextOp:
-    kind: str  # set, append, upload, clear
-    channel_id: int
-    marker: str | None  # in the text written (None: a hostile text without one, or a clear)
-    inter: SimInteraction
-
-    def state(self) -> str:
-        """ "confirmed" (the bot said it took effect), "answered" (it said something else,
-        e.g. a refusal) or "pending" (no answer yet)."""
-        live = [m for m in self.inter.messages if not m.deleted]
-        if any(CONFIRMS[self.kind] in m.content for m in live):
-            return "confirmed"
-        if any(m.content and not m.loading for m in live):
-            return "answered"
-        return "pending"
-
-
-@dataclass
-class Ledger:
-    sent: list[Sent] = field(default_factory=list)
-    actions: collections.Counter[str] = field(default_factory=collections.Counter)
-    client_refused: collections.Counter[str] = field(default_factory=collections.Counter)
-    context_ops: list[ContextOp] = field(default_factory=list)
-    known_jobs: dict[int, int] = field(default_factory=dict)  # job id -> guild id
-    markers: int = 0
-    problems: list[str] = field(default_factory=list)
-
-    def new_marker(self, seed: int) -> str:
-        self.markers += 1
-        return f"soakctx{seed}x{self.markers:05d}"
-
-    def note_jobs(self, inter: SimInteraction) -> None:
-        for match in JOB_IN_REPLY.finditer(inter.text):
-            if inter.guild is not None:
-                self.known_jobs.setdefault(int(match.group(1)), inter.guild.id)
-
-
-# --------------------------------------------------------------------------- the database
-
-
-def read_rows(db_path: Path, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-    """Rows from the bot's database, opened read-only (the bot may be writing)."""
-    if not db_path.is_file():
-        return []
-    with contextlib.closing(
-        sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=10)
-    ) as conn:
-        return conn.execute(query, params).fetchall()
-
-
-def read_jobs(db_path: Path, guild_ids: Iterable[int]) -> dict[int, tuple[int, str, int | None]]:
-    """This run's jobs: id -> (guild id, status, step)."""
-    ids = list(guild_ids)
-    marks = ",".join("?" * len(ids))
-    rows = read_rows(
-        db_path,
-        f"SELECT id, guild_id, status, step FROM finetune_jobs WHERE guild_id IN ({marks})",
-        ids,
-    )
-    return {int(r[0]): (int(r[1]), str(r[2]), r[3]) for r in rows}
-
-
-def read_contexts(db_path: Path, channel_ids: Iterable[int]) -> dict[int, str]:
-    ids = list(channel_ids)
-    marks = ",".join("?" * len(ids))
-    rows = read_rows(
-        db_path, f"SELECT channel_id, body FROM qa_contexts WHERE channel_id IN ({marks})", ids
-    )
-    return {int(r[0]): str(r[1]) for r in rows}
-
-
-# ---------------------------------------------------------------------- worker processes
-
-
-def worker_pids(jobs_dir: Path) -> list[int]:
-    """Live training processes on this data folder's jobs (by command line; Linux /proc)."""
-    needle = str(jobs_dir).encode() + b"/"
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            args = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if any(arg.startswith(needle) for arg in args):
-            found.append(int(entry.name))
-    return found
-
-
-def vm_hwm_kib(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text(errors="replace").splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0
-
-
-def kill_workers(pids: Iterable[int], jobs_dir: Path) -> None:
-    """SIGKILL training processes this soak caused, checking each pid still runs one."""
-    alive = set(worker_pids(jobs_dir))
-    for pid in pids:
-        if pid in alive:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, 9)
-
-
 # -------------------------------------------------------------------------------- the soak
 
 
@@ -514,41 +312,6 @@ class Soak:
         self.context_files = hostile.context_files(cap_bytes=upload_cap, seed=config.seed)
 
     # -- set-up ---------------------------------------------------------------------
-
-    def bad_base_models(self) -> list[tuple[str, str]]:
-        """(what, value) of base models a server admin must not be able to use."""
-        return [
-            ("a host folder", "/etc"),
-            ("the root folder", "/"),
-            ("a relative climb", "../../../../etc"),
-            ("a relative climb to a host folder", "../host-files"),
-            ("hf:// scheme", "hf://some/model"),
-            ("a URL", "https://evil.example/model.bin"),
-            ("file:// URL", "file:///etc/hosts"),
-            ("another server's model folder", str(self.data_dir / "models" / "1")),
-            ("the data folder", str(self.data_dir)),
-            ("a host folder with data", str(self.secret_dir)),
-            ("a hub id (offline)", "gpt2"),
-            ("an unknown hub id", "no-such-owner/no-such-model"),
-            ("a huge value", "x" * 300),
-            ("empty", ""),
-        ]
-
-    def bad_datasets(self) -> list[tuple[str, str]]:
-        """(what, value) of datasets that are not hub dataset ids, or not reachable offline."""
-        return [
-            ("a host folder", str(self.secret_dir)),
-            ("a host file", str(self.secret_dir / "secrets.csv")),
-            ("/etc", "/etc"),
-            ("a relative climb to a host folder", "../host-files"),
-            ("hf:// scheme", "hf://datasets/some/data"),
-            ("a URL", "https://evil.example/data.csv"),
-            ("file:// URL", "file:///etc/passwd"),
-            ("a hub id (offline)", "imdb"),
-            ("a hub id with config (offline)", "glue:sst2"),
-            ("a huge value", "x" * 500),
-            ("empty", ""),
-        ]
 
     def write_settings(self) -> None:
         for old in [*self.run_dir.glob("*.log"), self.run_dir / "transcript.jsonl"]:
@@ -1070,455 +833,6 @@ class Soak:
                     snippet = text[max(0, at - 80) : at + 80].replace("\n", " ")
                     samples.append(f"{self.action_of(message)}: …{snippet}…")
         return kinds, samples
-
-
-def lost_contexts(
-    ops: list[ContextOp], states: dict[int, str], contexts: dict[int, str]
-) -> tuple[int, list[str]]:
-    """(channels checked, descriptions of the lost ones): channels whose last write confirmed
-    before the kill (``states``: ``id(op)`` -> its state at the kill) is not in their context
-    now (``contexts``: channel id -> body). A write or clear still pending at the kill may have
-    replaced it: its result is accepted too."""
-    by_channel: dict[int, list[ContextOp]] = collections.defaultdict(list)
-    for op in ops:
-        by_channel[op.channel_id].append(op)
-    checked = 0
-    lost = []
-    for channel_id, channel_ops in by_channel.items():
-        confirmed = [i for i, op in enumerate(channel_ops) if states[id(op)] == "confirmed"]
-        if not confirmed:
-            continue
-        op = channel_ops[confirmed[-1]]
-        if op.kind == "clear" or op.marker is None:
-            continue
-        checked += 1
-        body = contexts.get(channel_id)
-        if body is not None and op.marker in body:
-            continue
-        pending = [p for p in channel_ops[confirmed[-1] + 1 :] if states[id(p)] == "pending"]
-        if any(
-            (p.kind == "clear" and body is None)
-            or (p.kind in ("set", "upload") and p.marker and body and p.marker in body)
-            for p in pending
-        ):
-            continue
-        now = "no context" if body is None else f"a context without {op.marker}"
-        lost.append(f"channel {channel_id}: /context {op.kind} confirmed, then {now}")
-    return checked, lost
-
-
-def is_eligible(sent: Sent, kill_clock: float | None) -> bool:
-    """Sent while a bot was up, and not cut off by the kill: the killed bot had its 3 s, or
-    acknowledged the interaction before it died."""
-    if sent.run is None:
-        return False
-    if sent.run != KILLED_RUN or kill_clock is None:
-        return True
-    inter = sent.inter
-    if inter.created_at <= kill_clock - ACK_DEADLINE_S:
-        return True
-    return inter.acknowledged_at is not None and inter.acknowledged_at <= kill_clock
-
-
-def nearest_rank(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    rank = max(1, math.ceil(q / 100 * len(ordered)))
-    return ordered[rank - 1]
-
-
-def error_records(log_text: str, known_ids: Iterable[str] = ()) -> list[str]:
-    """ERROR and CRITICAL records (with their traceback lines) of a bot log, except those that
-    log one of ``known_ids`` (an error id a user was shown, counted already)."""
-    records: list[str] = []
-    current: list[str] | None = None
-    for line in log_text.splitlines():
-        match = LOG_RECORD.match(line)
-        if match:
-            if current is not None:
-                records.append("\n".join(current))
-            current = [line] if match.group(1) in ("ERROR", "CRITICAL") else None
-        elif current is not None:
-            current.append(line)
-    if current is not None:
-        records.append("\n".join(current))
-    known = set(known_ids)
-    return [r for r in records if not ((m := ERROR_ID_IN_LOG.search(r)) and m.group(1) in known)]
-
-
-def summarize_record(record: str) -> str:
-    lines = record.splitlines()
-    head = lines[0][:200]
-    last = next((line.strip() for line in reversed(lines[1:]) if line.strip()), "")
-    return f"log: {head}" + (f" … {last[:200]}" if last else "")
-
-
-# ------------------------------------------------------------------------- what users do
-
-
-class Crowd:
-    """One user's repertoire: each action sends one or two interactions and waits for them."""
-
-    def __init__(self, soak: Soak, actor: Actor, rng: random.Random) -> None:
-        self.soak = soak
-        self.emu = soak.emu
-        self.actor = actor
-        self.rng = rng
-        assert soak.population is not None
-        self.population = soak.population
-        guild = actor.guilds[0]
-        self.texts = hostile.hostile_texts(
-            user_id=self.population.actors[1].user.id, role_id=self.population.admin_roles[guild.id]
-        )
-        table: list[tuple[Callable[[], Awaitable[None]], int]] = [
-            (self.sentiment, 10),
-            (self.ner, 8),
-            (self.ask, 10),
-            (self.generate, 7),
-            (self.message_action, 8),
-            (self.context_set, 6),
-            (self.context_append, 5),
-            (self.context_upload, 4),
-            (self.context_show, 5),
-            (self.context_clear, 2),
-            (self.models, 3),
-            (self.help, 2),
-            (self.finetune, 12 if actor.admin else 1),
-        ]
-        self.actions = [action for action, _ in table]
-        self.weights = [weight for _, weight in table]
-
-    # -- choices --------------------------------------------------------------------
-
-    def place(self, *, dm_ok: bool = False) -> SimChannel:
-        if dm_ok and self.rng.random() < 0.05:
-            return self.emu.dm(self.actor.user)
-        guild = self.rng.choice(self.actor.guilds)
-        return self.rng.choice(self.population.channels[guild.id])
-
-    def text(self, normal: Sequence[str] = NORMAL_TEXTS) -> tuple[str, str]:
-        """(text, what): a normal text three times in four, else a hostile one."""
-        if self.rng.random() < 0.75:
-            return self.rng.choice(normal), "normal"
-        chosen = self.rng.choice(self.texts)
-        return chosen.text, chosen.what
-
-    def someone_in(self, channel: SimChannel) -> SimUser:
-        guild = self.emu.state.guild_of(channel)
-        if guild is None:
-            return self.actor.user
-        return self.rng.choice(self.population.members_of(guild)).user
-
-    def slash(
-        self,
-        action: str,
-        command: str,
-        options: dict[str, Any],
-        channel: SimChannel,
-        *,
-        bypass: bool = False,
-    ) -> Awaitable[SimInteraction | None]:
-        return self.soak.send(
-            action,
-            lambda: self.emu.slash(
-                command,
-                options,
-                user=self.actor.user,
-                channel=channel,
-                bypass_permissions=bypass,
-            ),
-        )
-
-    # -- models -----------------------------------------------------------------------
-
-    async def sentiment(self) -> None:
-        text, what = self.text()
-        channel = self.place(dm_ok=True)
-        inter = await self.slash(f"sentiment: {what}", "sentiment", {"text": text}, channel)
-        await self.soak.settle(inter)
-
-    async def ner(self) -> None:
-        text, what = self.text()
-        channel = self.place(dm_ok=True)
-        inter = await self.slash(f"ner: {what}", "ner", {"text": text}, channel)
-        await self.soak.settle(inter)
-
-    async def ask(self) -> None:
-        text, what = self.text(QUESTIONS)
-        inter = await self.slash(f"ask: {what}", "ask", {"question": text}, self.place())
-        await self.soak.settle(inter)
-
-    async def generate(self) -> None:
-        rng = self.rng
-        prompt, what = self.text()
-        options: dict[str, Any] = {"prompt": prompt}
-        if rng.random() < 0.7:
-            options["max_tokens"] = rng.choice([1, 10, 40, 120, 4096])
-        if rng.random() < 0.3:
-            options["temperature"] = rng.choice([0.0, 0.7, 2.0])
-            options["top_p"] = rng.choice([0.0, 0.5, 1.0])
-        channel = self.place(dm_ok=True)
-        inter = await self.slash(f"generate: {what}", "generate", options, channel)
-        if inter is not None and rng.random() < 0.5:
-            try:
-                await inter.wait_until(has_stop_button, timeout=30)
-            except (InteractionFailed, InteractionTimeout):
-                pass
-            else:
-                await asyncio.sleep(rng.uniform(0.0, 1.5))
-                own = rng.random() < 0.8
-                clicker = self.actor.user if own else self.someone_in(channel)
-                message = inter.original
-                assert message is not None
-                click = await self.soak.send(
-                    "click Stop: " + ("author" if own else "someone"),
-                    lambda: self.emu.click(message, label="Stop", user=clicker),
-                )
-                await self.soak.settle(click)
-        await self.soak.settle(inter, quiet=1.6, timeout=90)
-
-    async def message_action(self) -> None:
-        rng = self.rng
-        channel = self.place()
-        text, what = self.text()
-        attachments = []
-        if rng.random() < 0.1:
-            text, what = "", "attachment only"
-            attachments = [self.emu.attachment("cat.png", b"\x89PNG\r\n\x1a\n" + bytes(64))]
-        if not text.strip() and not attachments:
-            text = text + "."
-        try:
-            message = await self.emu.post_message(
-                channel, self.actor.user, text[:2000], attachments=attachments
-            )
-        except SimError as exc:
-            self.soak.ledger.client_refused[f"post: {type(exc).__name__}"] += 1
-            return
-        name = rng.choice(["Analyze sentiment", "Find entities"])
-        user = self.someone_in(channel)
-        inter = await self.soak.send(
-            f"{name}: {what}", lambda: self.emu.context_menu(name, message, user=user)
-        )
-        await self.soak.settle(inter)
-
-    # -- contexts -----------------------------------------------------------------------
-
-    async def context_write(self, kind: str, chosen: hostile.HostileFile | None = None) -> None:
-        """/context set, append or upload (``chosen``: this file), one write at a time per
-        channel, recorded for the lost-context check."""
-        rng = self.rng
-        soak = self.soak
-        channel = self.place()
-        marker = soak.ledger.new_marker(soak.config.seed)
-        options: dict[str, Any]
-        written: str | None = marker
-        if kind == "upload":
-            if chosen is None and rng.random() < 0.7:
-                upload, what = hostile.good_context_file(marker), "good file"
-            else:
-                upload = chosen or rng.choice(soak.context_files)
-                what, written = upload.what, None
-            options = {"file": self.upload(upload)}
-        else:
-            text, what = self.text((CONTEXT_TEXT,))
-            if text.strip():
-                text = f"{marker} {text}"[:6000]
-            else:
-                written = None
-            options = {"text": text}
-        async with soak.context_locks[channel.id]:
-            inter = await self.slash(f"context {kind}: {what}", f"context {kind}", options, channel)
-            if inter is not None:
-                soak.ledger.context_ops.append(ContextOp(kind, channel.id, written, inter))
-            await soak.settle(inter)
-
-    async def context_set(self) -> None:
-        await self.context_write("set")
-
-    async def context_append(self) -> None:
-        await self.context_write("append")
-
-    async def context_upload(self) -> None:
-        await self.context_write("upload")
-
-    async def context_clear(self) -> None:
-        soak = self.soak
-        channel = self.place()
-        async with soak.context_locks[channel.id]:
-            inter = await self.slash("context clear", "context clear", {}, channel)
-            if inter is not None:
-                soak.ledger.context_ops.append(ContextOp("clear", channel.id, None, inter))
-            await soak.settle(inter)
-
-    async def context_show(self) -> None:
-        channel = self.place()
-        inter = await self.slash("context show", "context show", {}, channel)
-        await self.soak.settle(inter)
-        message = inter.original if inter is not None else None
-        if message is None or not any(
-            b.label == "Next ▶" and not b.disabled for b in message.buttons
-        ):
-            return
-        own = self.rng.random() < 0.8
-        user = self.actor.user if own else self.someone_in(channel)
-        click = await self.soak.send(
-            "click Next: " + ("author" if own else "someone"),
-            lambda: self.emu.click(message, label="Next ▶", user=user),
-        )
-        await self.soak.settle(click)
-
-    # -- the rest -----------------------------------------------------------------------
-
-    async def models(self) -> None:
-        inter = await self.slash("models", "models", {}, self.place(dm_ok=True))
-        await self.soak.settle(inter)
-
-    async def help(self) -> None:
-        inter = await self.slash("help", "help", {}, self.place(dm_ok=True))
-        await self.soak.settle(inter)
-
-    async def finetune(self) -> None:
-        rng = self.rng
-        sub = rng.choices(
-            ["start", "status", "list", "cancel", "promote", "rollback"], [5, 3, 2, 2, 1, 1]
-        )[0]
-        who = "admin" if self.actor.admin else "member"
-        options: dict[str, Any] = {}
-        what = who
-        if sub == "start":
-            options, what = self.start_options()
-            what = f"{who}, {what}"
-        elif sub in ("status", "cancel", "promote"):
-            job = self.some_job()
-            if job is not None:
-                options["job"] = job
-            elif sub != "status":
-                options["job"] = rng.choice([0, -1, 999_999, 2**53])
-        elif sub == "rollback":
-            options["task"] = rng.choice(["sentiment", "ner", "qa", "generation"])
-        await self.finetune_command(sub, options, what)
-
-    async def finetune_command(self, sub: str, options: dict[str, Any], what: str) -> None:
-        """/finetune SUB in a channel of the user's; a member reaches it as a server override
-        would let them (the bot's own check must refuse)."""
-        channel = self.place()
-        inter = await self.slash(
-            f"finetune {sub}: {what}",
-            f"finetune {sub}",
-            options,
-            channel,
-            bypass=not self.actor.admin,
-        )
-        await self.soak.settle(inter, timeout=120)
-        if inter is not None and sub == "start":
-            self.soak.ledger.note_jobs(inter)
-
-    def some_job(self) -> int | None:
-        """A job id users know of (not the long job before the kill), or None."""
-        known = [
-            j
-            for j in self.soak.ledger.known_jobs
-            if j != self.soak.main_job or self.soak.restarted.is_set()
-        ]
-        if known and self.rng.random() < 0.6:
-            return self.rng.choice(known)
-        return None
-
-    def start_options(self) -> tuple[dict[str, Any], str]:
-        """Options of a random /finetune start: a good small job, a broken file, a bad base
-        model or a dataset reference."""
-        rng = self.rng
-        soak = self.soak
-        options = self.base_options()
-        roll = rng.random()
-        if roll < 0.2:
-            options["file"] = self.upload(hostile.good_training_csv())
-            return options, "good small job"
-        if roll < 0.6:
-            bad = rng.choice(soak.training_files)
-            options["file"] = self.upload(bad)
-            if rng.random() < 0.2:
-                options["task"] = rng.choice(
-                    ["token-classification", "question-answering", "causal-lm"]
-                )
-            return options, f"file: {bad.what}"
-        if roll < 0.8:
-            what, ref = rng.choice(soak.bad_base_models())
-            options["base_model"] = ref
-            options["file"] = self.upload(hostile.good_training_csv())
-            return options, f"base_model: {what}"
-        what, ref = rng.choice(soak.bad_datasets())
-        options["dataset"] = ref
-        if rng.random() < 0.3:
-            options["split"] = rng.choice(["train", "../../etc", "train[:10]"])
-        if rng.random() < 0.1:
-            options["file"] = self.upload(hostile.good_training_csv())
-        return options, f"dataset: {what}"
-
-    def base_options(self) -> dict[str, Any]:
-        return {
-            "task": "text-classification",
-            "base_model": str(self.soak.models["sentiment"]),
-            "batch_size": 8,
-            "max_length": 32,
-            "max_steps": self.rng.randint(1, 3),
-        }
-
-    def upload(self, file: hostile.HostileFile) -> Any:
-        return self.emu.attachment(file.filename, file.data)
-
-    def attack_plan(self) -> list[Callable[[], Awaitable[None]]]:
-        """Every hostile training file, base model, dataset and context file once, and the other
-        server's job, from an admin of the second server: the worst first, the rest shuffled."""
-        soak = self.soak
-        steps: list[tuple[str, Callable[[], Awaitable[None]]]] = []
-
-        def start(what: str, **chosen: Any) -> None:
-            async def step() -> None:
-                options = self.base_options()
-                options.update(chosen)
-                await self.finetune_command("start", options, f"attacker, {what}")
-
-            steps.append((what, step))
-
-        for bad in soak.training_files:
-            start(f"file: {bad.what}", file=self.upload(bad))
-        for what, ref in soak.bad_base_models():
-            start(
-                f"base_model: {what}", base_model=ref, file=self.upload(hostile.good_training_csv())
-            )
-        for what, ref in soak.bad_datasets():
-            start(f"dataset: {what}", dataset=ref)
-        for file in soak.context_files:
-
-            async def upload(file: hostile.HostileFile = file) -> None:
-                await self.context_write("upload", chosen=file)
-
-            steps.append((f"context file: {file.what}", upload))
-        for sub in ("status", "cancel", "promote"):
-
-            async def other_server(sub: str = sub) -> None:
-                job = soak.main_job or 1
-                await self.finetune_command(sub, {"job": job}, "attacker, another server's job")
-
-            steps.append((f"{sub} another server's job", other_server))
-        first = (
-            "file: deep JSON array",
-            "file: many tiny rows",
-            "file: deep JSONL field",
-            "dataset: a host folder",
-            "base_model: another server's model folder",
-        )
-        head = [step for name in first for what, step in steps if what == name]
-        rest = [step for what, step in steps if what not in first]
-        self.rng.shuffle(rest)
-        return head + rest
-
-
-def has_stop_button(inter: SimInteraction) -> bool:
-    message = inter.original
-    return message is not None and any(
-        b.label == "Stop" and not b.disabled for b in message.buttons
-    )
 
 
 # ------------------------------------------------------------------------------------ main

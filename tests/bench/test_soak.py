@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from bench.soak import (
+from bench.soak_record import (
     ContextOp,
     Sent,
     error_records,
