@@ -30,8 +30,10 @@ What runs
    through :mod:`bot.sim.external` in separate processes, on a settings file naming the tiny
    models, the data folder, and the models folder as ``HFCORD_MODEL_ROOTS``; every other setting
    is the default. The bot runs in a folder of its own, not the checkout.
-4. An admin starts a fine-tune job (the tiny sentiment model, 32 CSV rows, max_steps 1,000,000:
-   it trains until stopped). Each user repeats: pick an action at random (seeded), wait for its
+4. The first server's admin starts a short job (the tiny sentiment model, 32 CSV rows, 3
+   steps) and a long one (max_steps 1,000,000: it trains until stopped), and promotes the short
+   one once completed; the second server's admin then names its model folder as a base model
+   and its number in /finetune promote. Meanwhile each user repeats: pick an action at random (seeded), wait for its
    answer, think 1 to 4 s. Actions: /sentiment, /ner, /ask, /generate (half of them clicked Stop
    by their author or by someone else), the Analyze sentiment / Find entities message actions on
    posted messages, /context set/append/upload/show (turning pages)/clear, /models, /help,
@@ -45,7 +47,8 @@ What runs
    at most ``--kill-wait`` s later) the bot process gets SIGKILL while users are mid-command. It
    is started again on the same data folder; users wait meanwhile, then go on. They stop once
    ``--seconds`` have passed since they started, and at least a quarter of ``--seconds`` after
-   the restart. After the restart the admin starts a short job and promotes it if it completes.
+   the restart. After the restart the first admin checks /models still shows the promotion,
+   and starts another short job.
 6. The end: users stop; every interaction gets its 3 s to be acknowledged; the server owner
    cancels the jobs started after the restart that still run; up to ``--drain-seconds`` for jobs
    to end; then SIGTERM (SIGKILL after 30 s).
@@ -89,8 +92,12 @@ time), ``killed_in_flight``, ``sent_while_down`` (clicks sent while no bot was u
 path, the planted host folder or its content, or a Python traceback; a path the user typed in
 the interaction answered is an echo, not a leak; ``host_leaks_by_kind``,
 ``host_leak_samples``),
-``orphan_workers`` (training processes of the killed bot alive 5 s after the kill; the soak
+``foreign_refs_accepted`` (jobs recorded although their base model is another server's
+model folder or another folder inside the data folder, or their dataset a local path, URL or
+scheme; ``foreign_ref_samples``), ``orphan_workers`` (training processes of the killed bot alive 5 s after the kill; the soak
 then kills them), ``workers_left_after_stop``, ``worker_peak_rss_mb``, ``jobs_by_status``,
+``promotion_kept_after_restart`` (/models after the restart still says the promoted model
+serves the first server; absent when the short job did not complete),
 ``clean_exit`` (the last bot exited 0 on SIGTERM), ``bot_crashes`` (bot processes that ended on
 their own), ``rejected_requests`` (bot requests the emulator refused as Discord would, by route
 and status), ``unhandled_routes``, ``interactions_by_command``, ``actions`` (what users did,
@@ -110,6 +117,7 @@ import logging
 import os
 import random
 import shutil
+import sqlite3
 import sys
 import tempfile
 import time
@@ -137,11 +145,13 @@ from bench.soak_record import (  # noqa: E402
     Ledger,
     Sent,
     error_records,
+    foreign_refs,
     is_eligible,
     kill_workers,
     lost_contexts,
     nearest_rank,
     read_contexts,
+    read_job_refs,
     read_jobs,
     summarize_record,
     vm_hwm_kib,
@@ -151,9 +161,11 @@ from bot.sim import (  # noqa: E402 - after the path set-up
     DiscordEmulator,
     InteractionFailed,
     InteractionTimeout,
+    SimChannel,
     SimError,
     SimInteraction,
     SimMessage,
+    SimUser,
 )
 from bot.sim.botprocess import SOURCE_ROOT, BotProcess, child_environment  # noqa: E402
 from tests.support import hostile_inputs as hostile  # noqa: E402
@@ -165,6 +177,7 @@ ACTION_TIMEOUT_S = 120.0
 ORPHAN_GRACE_S = 5.0
 READY_TIMEOUT_S = 180.0
 LONG_JOB_STEPS = 1_000_000
+JOB_WAIT_S = 180.0  # for the short job before the long one starts
 HOST_SECRET = "host-secret-7f3a9c-do-not-show"
 
 
@@ -295,6 +308,7 @@ class Soak:
             asyncio.Lock
         )
         self.main_job: int | None = None
+        self.promoted = False
         self.kill_clock: float | None = None
         self.report: dict[str, Any] = {
             "seed": config.seed,
@@ -462,68 +476,101 @@ class Soak:
             await self.pause(rng.uniform(*THINK_S))
 
     async def trainer(self) -> None:
-        """The admin whose job is training when the bot is killed; after the restart, a short
-        job, promoted if it completes in time."""
+        """The first server's admin: a short job, then the long one (training when the bot is
+        killed); the short one promoted once completed, and another server's admin trying to
+        use it; after the restart, whether the promotion is still served, one more short job."""
         assert self.population is not None
         admin = self.population.actors[0].user
         channel = self.emu.channel
-        good = hostile.good_training_csv()
-
-        async def start(max_steps: int) -> int | None:
-            attachment = self.emu.attachment(good.filename, good.data)
-            options = {
-                "task": "text-classification",
-                "base_model": str(self.models["sentiment"]),
-                "file": attachment,
-                "batch_size": 8,
-                "max_length": 32,
-                "max_steps": max_steps,
-            }
-            inter = await self.send(
-                "finetune start: trainer",
-                lambda: self.emu.slash("finetune start", options, user=admin, channel=channel),
-            )
-            await self.settle(inter, timeout=120)
-            if inter is None:
-                return None
-            self.ledger.note_jobs(inter)
-            found = JOB_IN_REPLY.search(inter.text)
-            return int(found.group(1)) if found else None
-
         if not await self.wait_up():
             return
-        self.main_job = await start(LONG_JOB_STEPS)
+        first = await self.start_job(admin, channel, 3)
+        # Queued at once behind the first, so other servers' jobs do not delay it.
+        self.main_job = await self.start_job(admin, channel, LONG_JOB_STEPS)
         if self.main_job is None:
             self.ledger.problems.append("the long fine-tune job was not accepted")
+        if first is not None and await self.job_ends(first, JOB_WAIT_S) == "completed":
+            await self.command(admin, channel, "finetune promote", {"job": first}, "trainer")
+            await self.command(
+                admin, channel, "sentiment", {"text": "what a lovely day"}, "after promotion"
+            )
+            self.promoted = True
+            await self.probe_promoted_model(first)
         await self.restarted.wait()
         if not await self.wait_up():
             return
-        short = await start(3)
-        if short is None:
-            return
-        while not self.stop.is_set():
+        models = await self.command(admin, channel, "models", {}, "after the restart")
+        if self.promoted:
+            kept = models is not None and "promoted in this server" in models.text
+            self.report["promotion_kept_after_restart"] = kept
+        await self.start_job(admin, channel, 3)
+
+    async def start_job(self, user: SimUser, channel: SimChannel, max_steps: int) -> int | None:
+        """A good /finetune start; the job's number, or None when refused."""
+        good = hostile.good_training_csv()
+        options = {
+            "task": "text-classification",
+            "base_model": str(self.models["sentiment"]),
+            "file": self.emu.attachment(good.filename, good.data),
+            "batch_size": 8,
+            "max_length": 32,
+            "max_steps": max_steps,
+        }
+        inter = await self.command(user, channel, "finetune start", options, "trainer")
+        if inter is None:
+            return None
+        self.ledger.note_jobs(inter)
+        found = JOB_IN_REPLY.search(inter.text)
+        return int(found.group(1)) if found else None
+
+    async def job_ends(self, job_id: int, timeout: float) -> str | None:
+        """The job's status once it ended (None: still running after ``timeout`` or stopping)."""
+        deadline = time.monotonic() + timeout
+        while not self.stop.is_set() and time.monotonic() < deadline:
             jobs = await asyncio.to_thread(read_jobs, self.db_path, [self.emu.guild.id])
-            status = jobs.get(short, (0, "queued", None))[1]
+            status = jobs.get(job_id, (0, "queued", None))[1]
             if status in TERMINAL:
-                break
-            await self.pause(2.0)
-        else:
+                return status
+            await self.pause(1.0)
+        return None
+
+    async def probe_promoted_model(self, job_id: int) -> None:
+        """An admin of the second server names the first server's promoted model as a base
+        model, and its job by number: both must be refused (issue 10, item 1)."""
+        assert self.population is not None
+        attacker = self.population.actors[-1]
+        if not attacker.attacker:
             return
-        if status == "completed" and await self.wait_up():
-            inter = await self.send(
-                "finetune promote: trainer",
-                lambda: self.emu.slash(
-                    "finetune promote", {"job": short}, user=admin, channel=channel
-                ),
-            )
-            await self.settle(inter, timeout=120)
-            inter = await self.send(
-                "sentiment: after promotion",
-                lambda: self.emu.slash(
-                    "sentiment", {"text": "what a lovely day"}, user=admin, channel=channel
-                ),
-            )
-            await self.settle(inter, timeout=60)
+        channel = self.emu.other_channel
+        good = hostile.good_training_csv()
+        options = {
+            "task": "text-classification",
+            "base_model": str(self.data_dir / "models" / str(job_id)),
+            "file": self.emu.attachment(good.filename, good.data),
+            "max_steps": 1,
+        }
+        what = "attacker, base_model: another server's promoted model"
+        await self.command(attacker.user, channel, "finetune start", options, what)
+        what = "attacker, another server's promoted job"
+        await self.command(attacker.user, channel, "finetune promote", {"job": job_id}, what)
+
+    async def command(
+        self,
+        user: SimUser,
+        channel: SimChannel,
+        command: str,
+        options: dict[str, Any],
+        what: str,
+        *,
+        timeout: float = 120.0,
+    ) -> SimInteraction | None:
+        """A scripted slash command, sent and answered (None: the client refused it)."""
+        inter = await self.send(
+            f"{command}: {what}",
+            lambda: self.emu.slash(command, options, user=user, channel=channel),
+        )
+        await self.settle(inter, timeout=timeout)
+        return inter
 
     # -- the fault ------------------------------------------------------------------
 
@@ -698,6 +745,12 @@ class Soak:
             match = LOG_RECORD.match(record)
             errors_by_action[f"bot log: {match.group(2) if match else '?'}"] += 1
         last_run = self.run_index
+        guilds = [self.emu.guild.id, self.emu.other_guild.id]
+        try:
+            foreign = foreign_refs(read_job_refs(self.db_path, guilds), self.data_dir, self.bot_cwd)
+        except sqlite3.Error as exc:
+            foreign = []
+            self.ledger.problems.append(f"could not read the jobs' references: {exc}")
         leaks, leak_samples = self.host_leaks()
         report.update(
             interactions=len(sent),
@@ -720,6 +773,8 @@ class Soak:
             host_leaks=sum(leaks.values()),
             host_leaks_by_kind=dict(sorted(leaks.items())),
             host_leak_samples=leak_samples,
+            foreign_refs_accepted=len(foreign),
+            foreign_ref_samples=foreign[:5],
             orphan_workers=self.orphans,
             worker_peak_rss_mb=round(self.worker_peak_kib / 1024, 1),
             bot_crashes=self.crashes,

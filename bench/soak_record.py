@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import json
 import math
 import os
 import re
@@ -113,6 +114,16 @@ def read_jobs(db_path: Path, guild_ids: Iterable[int]) -> dict[int, tuple[int, s
     return {int(r[0]): (int(r[1]), str(r[2]), r[3]) for r in rows}
 
 
+def read_job_refs(db_path: Path, guild_ids: Iterable[int]) -> list[tuple[int, int, str, str]]:
+    """This run's jobs as :func:`foreign_refs` takes them: (id, guild id, base model, params)."""
+    ids = list(guild_ids)
+    marks = ",".join("?" * len(ids))
+    query = (
+        f"SELECT id, guild_id, base_model, params FROM finetune_jobs WHERE guild_id IN ({marks})"
+    )
+    return [(int(r[0]), int(r[1]), str(r[2]), str(r[3])) for r in read_rows(db_path, query, ids)]
+
+
 def read_contexts(db_path: Path, channel_ids: Iterable[int]) -> dict[int, str]:
     ids = list(channel_ids)
     marks = ",".join("?" * len(ids))
@@ -196,6 +207,49 @@ def lost_contexts(
         now = "no context" if body is None else f"a context without {op.marker}"
         lost.append(f"channel {channel_id}: /context {op.kind} confirmed, then {now}")
     return checked, lost
+
+
+def foreign_refs(jobs: Sequence[tuple[int, int, str, str]], data_dir: Path, cwd: Path) -> list[str]:
+    """The jobs (id, guild id, base model, params JSON) recorded although Discord named a base
+    model or dataset it must not reach (issue 10, item 1): another server's model folder or
+    any other folder in the data folder, a dataset given as a local path, a URL or a scheme.
+    Relative paths are the bot's (its working folder is ``cwd``)."""
+    guild_of = {job_id: guild_id for job_id, guild_id, _, _ in jobs}
+    models = (data_dir / "models").resolve()
+    found = []
+    for job_id, guild_id, base_model, params_json in jobs:
+        problems = []
+        if _looks_local(base_model):
+            path = (cwd / Path(base_model).expanduser()).resolve()
+            if path.is_relative_to(models) and path != models:
+                first = path.relative_to(models).parts[0]
+                owner = guild_of.get(int(first)) if first.isdigit() else None
+                if owner != guild_id:
+                    problems.append(f"base model {base_model}: another server's model")
+            elif path.is_relative_to(data_dir.resolve()):
+                problems.append(f"base model {base_model}: inside the data folder")
+        elif _has_scheme(base_model):
+            problems.append(f"base model {base_model}: a URL or scheme")
+        try:
+            params = json.loads(params_json or "{}")
+        except ValueError:
+            params = {}
+        for role in ("train", "validation"):
+            source = params.get(role) if isinstance(params, dict) else None
+            name = source.get("hub_name") if isinstance(source, dict) else None
+            if isinstance(name, str) and (_looks_local(name) or _has_scheme(name)):
+                problems.append(f"{role} dataset {name}: not a hub dataset id")
+        if problems:
+            found.append(f"job {job_id}: " + "; ".join(problems))
+    return found
+
+
+def _looks_local(ref: str) -> bool:
+    return ref.startswith(("/", ".", "~"))
+
+
+def _has_scheme(ref: str) -> bool:
+    return "://" in ref or ref.lower().startswith(("hf:", "file:"))
 
 
 def is_eligible(sent: Sent, kill_clock: float | None) -> bool:

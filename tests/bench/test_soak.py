@@ -21,6 +21,7 @@ from bench.soak_record import (
     ContextOp,
     Sent,
     error_records,
+    foreign_refs,
     is_eligible,
     lost_contexts,
     nearest_rank,
@@ -113,6 +114,29 @@ def test_error_records_are_error_and_critical_lines_with_their_tracebacks() -> N
     assert len(error_records(log)) == 3
 
 
+def test_a_job_may_not_start_from_another_servers_model_or_a_local_dataset(
+    tmp_path: Path,
+) -> None:
+    data, cwd = tmp_path / "data", tmp_path / "cwd"
+    hub = '{"train": {"path": "train.data", "hub_name": null}}'
+    jobs = [
+        (1, 100, "owner/model", hub),  # a hub id and an upload: fine
+        (2, 100, str(data / "models" / "1"), hub),  # its own server's model: fine
+        (3, 200, str(data / "models" / "1" / "sub"), hub),  # server 100's model
+        (4, 200, "../data", hub),  # the data folder itself, by a relative climb
+        (5, 200, "owner/model", '{"train": {"hub_name": "../host-files"}}'),
+        (6, 200, "hf://x/y", '{"validation": {"hub_name": "https://e.example/d.csv"}}'),
+        (7, 200, "owner/model", '{"train": {"hub_name": "glue"}}'),  # a hub dataset: fine
+    ]
+    assert foreign_refs(jobs, data, cwd) == [
+        f"job 3: base model {data}/models/1/sub: another server's model",
+        "job 4: base model ../data: inside the data folder",
+        "job 5: train dataset ../host-files: not a hub dataset id",
+        "job 6: base model hf://x/y: a URL or scheme; "
+        "validation dataset https://e.example/d.csv: not a hub dataset id",
+    ]
+
+
 def test_p99_is_the_nearest_rank() -> None:
     values = [float(v) for v in range(1, 201)]
     assert nearest_rank(values, 99) == 198.0
@@ -147,6 +171,7 @@ def report(
     done = subprocess.run(
         command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=840, check=False
     )
+    (run_dir / "soak.stderr").write_text(done.stderr)
     assert done.returncode == 0, f"{' '.join(command)}\n{done.stdout}\n{done.stderr[-4000:]}"
     found: dict[str, Any] = json.loads(done.stdout)
     found["run_dir"] = str(run_dir)
@@ -160,12 +185,20 @@ def explain(report: dict[str, Any], *keys: str) -> str:
 
 @pytest.mark.timeout(900)
 def test_the_soak_killed_a_training_bot_and_restarted_it(report: dict[str, Any]) -> None:
-    why = explain(report, "job_at_kill", "restart_s", "interactions", "problems")
+    why = explain(
+        report,
+        "job_at_kill",
+        "restart_s",
+        "interactions",
+        "promotion_kept_after_restart",
+        "problems",
+    )
     assert report["interactions"] >= 30, why
     assert report["eligible"] >= 20, why
     assert report["job_at_kill"] and report["job_at_kill"]["status"] == "running", why
     assert report["jobs_checked_after_restart"] >= 1, why
     assert report["restart_s"] is not None and report["bot_crashes"] == 0, why
+    assert report.get("promotion_kept_after_restart") is True, why
     assert report["unhandled_routes"] == 0 and report["problems"] == [], why
 
 
@@ -216,6 +249,17 @@ def test_no_reply_shows_the_host(report: dict[str, Any]) -> None:
             "users see model names only"
         )
     assert report["host_leaks"] == 0, why
+
+
+@pytest.mark.timeout(900)
+def test_no_job_uses_another_servers_model_or_a_host_path(report: dict[str, Any]) -> None:
+    why = explain(report, "foreign_refs_accepted", "foreign_ref_samples")
+    if report["foreign_refs_accepted"]:
+        pytest.xfail(
+            "issue 10 item 1: another server's model folder is accepted as a base model and a "
+            "local folder as a dataset; remove this xfail once refs from Discord are confined"
+        )
+    assert report["foreign_refs_accepted"] == 0, why
 
 
 @pytest.mark.timeout(900)
