@@ -56,6 +56,8 @@ CONTEXT_TEXT = (
 
 @dataclass(frozen=True)
 class Actor:
+    """One simulated user: the servers they are in and their role there."""
+
     index: int
     user: SimUser
     guilds: tuple[SimGuild, ...]
@@ -66,6 +68,8 @@ class Actor:
 
 @dataclass(frozen=True)
 class Population:
+    """Every simulated user, and where they act."""
+
     actors: tuple[Actor, ...]
     channels: dict[int, tuple[SimChannel, ...]]  # guild id -> its channels and threads
     admin_roles: dict[int, int]  # guild id -> role id
@@ -75,6 +79,8 @@ class Population:
 
 
 def populate(emu: DiscordEmulator, users: int) -> Population:
+    """Add ``users`` users (counting the world's admin and member), their roles and a channel
+    and a thread more to the emulator's two servers (before the bot connects)."""
     state, world = emu.state, emu.world
     first, second = world.guild, world.other_guild
     admins = {

@@ -191,12 +191,14 @@ def test_the_soak_killed_a_training_bot_and_restarted_it(report: dict[str, Any])
         "restart_s",
         "interactions",
         "promotion_kept_after_restart",
+        "contexts_checked",
         "problems",
     )
     assert report["interactions"] >= 30, why
     assert report["eligible"] >= 20, why
     assert report["job_at_kill"] and report["job_at_kill"]["status"] == "running", why
     assert report["jobs_checked_after_restart"] >= 1, why
+    assert report["contexts_checked"] >= 1, why  # (else: has the bot's confirmation changed?)
     assert report["restart_s"] is not None and report["bot_crashes"] == 0, why
     assert report.get("promotion_kept_after_restart") is True, why
     assert report["unhandled_routes"] == 0 and report["problems"] == [], why
