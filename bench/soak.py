@@ -47,8 +47,7 @@ What runs
    at most ``--kill-wait`` s later) the bot process gets SIGKILL while users are mid-command. It
    is started again on the same data folder; users wait meanwhile, then go on. They stop once
    ``--seconds`` have passed since they started, and at least a quarter of ``--seconds`` after
-   the restart. After the restart the first admin checks /models still shows the promotion,
-   and starts another short job.
+   the restart. After the restart the first admin starts another short job.
 6. The end: users stop; every interaction gets its 3 s to be acknowledged; the server owner
    cancels the jobs started after the restart that still run; up to ``--drain-seconds`` for jobs
    to end; then SIGTERM (SIGKILL after 30 s).
@@ -96,8 +95,9 @@ the interaction answered is an echo, not a leak; ``host_leaks_by_kind``,
 model folder or another folder inside the data folder, or their dataset a local path, URL or
 scheme; ``foreign_ref_samples``), ``orphan_workers`` (training processes of the killed bot alive 5 s after the kill; the soak
 then kills them), ``workers_left_after_stop``, ``worker_peak_rss_mb``, ``jobs_by_status``,
-``promotion_kept_after_restart`` (/models after the restart still says the promoted model
-serves the first server; absent when the short job did not complete),
+``promotions_lost`` (promotions current in the database at the kill that /models, asked by
+each server's owner as soon as the restarted bot is ready, does not show as promoted;
+``promotions_checked`` of them),
 ``clean_exit`` (the last bot exited 0 on SIGTERM), ``bot_crashes`` (bot processes that ended on
 their own), ``rejected_requests`` (bot requests the emulator refused as Discord would, by route
 and status), ``unhandled_routes``, ``interactions_by_command``, ``actions`` (what users did,
@@ -153,6 +153,7 @@ from bench.soak_record import (  # noqa: E402
     read_contexts,
     read_job_refs,
     read_jobs,
+    read_promotions,
     summarize_record,
     vm_hwm_kib,
     worker_pids,
@@ -179,6 +180,7 @@ READY_TIMEOUT_S = 180.0
 LONG_JOB_STEPS = 1_000_000
 JOB_WAIT_S = 180.0  # for the short job before the long one starts
 HOST_SECRET = "host-secret-7f3a9c-do-not-show"
+PROMOTED_NOTE = "promoted in this server"  # what /models adds to a promoted task's line
 
 
 # ----------------------------------------------------------------------------- configuration
@@ -308,7 +310,6 @@ class Soak:
             asyncio.Lock
         )
         self.main_job: int | None = None
-        self.promoted = False
         self.kill_clock: float | None = None
         self.report: dict[str, Any] = {
             "seed": config.seed,
@@ -316,6 +317,7 @@ class Soak:
             "users": config.users,
         }
         self.lost: list[str] = []
+        self.lost_promotions: list[str] = []
         self.not_terminal: set[int] = set()
         self.worker_peak_kib = 0
         self.orphans = 0
@@ -411,10 +413,17 @@ class Soak:
     # -- sending --------------------------------------------------------------------
 
     async def send(
-        self, action: str, make: Callable[[], Awaitable[SimInteraction]]
+        self,
+        action: str,
+        make: Callable[[], Awaitable[SimInteraction]],
+        *,
+        run: int | None = None,
     ) -> SimInteraction | None:
-        """Send one interaction and record it; None when the Discord client refused it."""
-        run = self.run_index if self.bot_up.is_set() else None
+        """Send one interaction and record it; None when the Discord client refused it.
+        ``run``: the bot run it goes to when the users are held back (the checks after the
+        restart); by default the current run while the bot is up, else None."""
+        if run is None and self.bot_up.is_set():
+            run = self.run_index
         self.ledger.actions[action] += 1
         try:
             inter = await make()
@@ -478,7 +487,7 @@ class Soak:
     async def trainer(self) -> None:
         """The first server's admin: a short job, then the long one (training when the bot is
         killed); the short one promoted once completed, and another server's admin trying to
-        use it; after the restart, whether the promotion is still served, one more short job."""
+        use it; after the restart, one more short job."""
         assert self.population is not None
         admin = self.population.actors[0].user
         channel = self.emu.channel
@@ -494,16 +503,10 @@ class Soak:
             await self.command(
                 admin, channel, "sentiment", {"text": "what a lovely day"}, "after promotion"
             )
-            self.promoted = True
             await self.probe_promoted_model(first)
         await self.restarted.wait()
-        if not await self.wait_up():
-            return
-        models = await self.command(admin, channel, "models", {}, "after the restart")
-        if self.promoted:
-            kept = models is not None and "promoted in this server" in models.text
-            self.report["promotion_kept_after_restart"] = kept
-        await self.start_job(admin, channel, 3)
+        if await self.wait_up():
+            await self.start_job(admin, channel, 3)
 
     async def start_job(self, user: SimUser, channel: SimChannel, max_steps: int) -> int | None:
         """A good /finetune start; the job's number, or None when refused."""
@@ -563,11 +566,13 @@ class Soak:
         what: str,
         *,
         timeout: float = 120.0,
+        run: int | None = None,
     ) -> SimInteraction | None:
         """A scripted slash command, sent and answered (None: the client refused it)."""
         inter = await self.send(
             f"{command}: {what}",
             lambda: self.emu.slash(command, options, user=user, channel=channel),
+            run=run,
         )
         await self.settle(inter, timeout=timeout)
         return inter
@@ -609,6 +614,7 @@ class Soak:
         states_at_kill = {id(op): op.state() for op in self.ledger.context_ops}
         ops = list(self.ledger.context_ops)
         jobs_before = await asyncio.to_thread(read_jobs, self.db_path, guilds)
+        promoted = await asyncio.to_thread(read_promotions, self.db_path, guilds)
         orphan_check = asyncio.create_task(self.count_orphans(workers))
 
         restart_s = await self.start_bot()
@@ -626,9 +632,27 @@ class Soak:
         }
         self.report["contexts_checked"] = checked
         self.report["jobs_checked_after_restart"] = len(jobs_before)
+        await self.check_promotions(promoted)
         await orphan_check
         self.bot_up.set()
         self.restarted.set()
+
+    async def check_promotions(self, promoted: dict[int, set[str]]) -> None:
+        """/models in each server, by its owner, must show every promotion that was current in
+        the database at the kill (the restarted bot serves them again)."""
+        lost = []
+        for guild_id, tasks in sorted(promoted.items()):
+            channel = self.emu.channel if guild_id == self.emu.guild.id else self.emu.other_channel
+            inter = await self.command(
+                self.emu.admin, channel, "models", {}, "after the restart", run=self.run_index
+            )
+            lines = inter.text.splitlines() if inter is not None else []
+            for task in sorted(tasks):
+                shown = [line for line in lines if line.startswith(f"**{task}**")]
+                if not any(PROMOTED_NOTE in line for line in shown):
+                    lost.append(f"server {guild_id}: {task}")
+        self.report["promotions_checked"] = sum(len(t) for t in promoted.values())
+        self.lost_promotions = lost
 
     async def count_orphans(self, workers: list[int]) -> None:
         await asyncio.sleep(ORPHAN_GRACE_S)
@@ -764,6 +788,8 @@ class Soak:
             unhandled_errors=len(errors) + len(log_errors),
             unhandled_errors_by_action=dict(sorted(errors_by_action.items())),
             lost_contexts=len(self.lost),
+            promotions_lost=len(self.lost_promotions),
+            lost_promotion_samples=self.lost_promotions[:5],
             jobs_not_terminal=len(self.not_terminal),
             mention_leaks=len(emu.mention_leaks()),
             peak_rss_mb=round(max((b.peak_rss_kib for b in self.bots), default=0) / 1024, 1),

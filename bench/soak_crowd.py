@@ -79,8 +79,9 @@ class Population:
 
 
 def populate(emu: DiscordEmulator, users: int) -> Population:
-    """Add ``users`` users (counting the world's admin and member), their roles and a channel
-    and a thread more to the emulator's two servers (before the bot connects)."""
+    """Add to the emulator's world (before the bot connects) ``users`` users in all, counting
+    its admin and member; Admins and Mods roles; a channel in each server, a thread in the
+    second."""
     state, world = emu.state, emu.world
     first, second = world.guild, world.other_guild
     admins = {

@@ -124,6 +124,21 @@ def read_job_refs(db_path: Path, guild_ids: Iterable[int]) -> list[tuple[int, in
     return [(int(r[0]), int(r[1]), str(r[2]), str(r[3])) for r in read_rows(db_path, query, ids)]
 
 
+def read_promotions(db_path: Path, guild_ids: Iterable[int]) -> dict[int, set[str]]:
+    """guild id -> the tasks a promoted model serves there (its newest promotion not rolled
+    back, as the bot reads them)."""
+    ids = list(guild_ids)
+    marks = ",".join("?" * len(ids))
+    query = f"""
+        SELECT DISTINCT guild_id, task FROM guild_models
+        WHERE rolled_back_at IS NULL AND guild_id IN ({marks})
+    """
+    found: dict[int, set[str]] = collections.defaultdict(set)
+    for guild_id, task in read_rows(db_path, query, ids):
+        found[int(guild_id)].add(str(task))
+    return dict(found)
+
+
 def read_contexts(db_path: Path, channel_ids: Iterable[int]) -> dict[int, str]:
     ids = list(channel_ids)
     marks = ",".join("?" * len(ids))
