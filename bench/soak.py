@@ -44,7 +44,8 @@ What runs
    or dataset). Members run admin commands too (as a server's override would let them). Context
    writes in one channel go one at a time (so the last one is known); all else overlaps.
 5. At ``--kill-at`` x ``--seconds`` (later if the long job has not reported a training step,
-   at most ``--kill-wait`` s later) the bot process gets SIGKILL while users are mid-command. It
+   at most ``--kill-wait`` s later) the bot process gets SIGKILL while users are mid-command,
+   the moment it confirms one more /context set. It
    is started again on the same data folder; users wait meanwhile, then go on. They stop once
    ``--seconds`` have passed since they started, and at least a quarter of ``--seconds`` after
    the restart. After the restart the first admin starts another short job.
@@ -133,7 +134,7 @@ if str(REPO_ROOT) not in sys.path:
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from bench.soak_crowd import Actor, Crowd, Population, populate  # noqa: E402
+from bench.soak_crowd import CONTEXT_TEXT, Actor, Crowd, Population, populate  # noqa: E402
 from bench.soak_record import (  # noqa: E402
     ACK_DEADLINE_S,
     ERROR_ID_IN_REPLY,
@@ -142,6 +143,7 @@ from bench.soak_record import (  # noqa: E402
     KILLED_RUN,
     LOG_RECORD,
     TERMINAL,
+    ContextOp,
     Ledger,
     Sent,
     error_records,
@@ -604,11 +606,27 @@ class Soak:
         bot = self.bots[-1]
         if not bot.running:
             self.crashes += 1
-        self.bot_up.clear()
-        self.kill_clock = self.emu.clock.monotonic()
-        self.report["kill_at_s"] = round(time.monotonic() - t0, 2)
-        log.info("SIGKILL bot process %s (%d worker(s) running)", bot.pid, len(workers))
-        bot.kill()
+        # The harshest case for a context: killed the moment its confirmation arrives.
+        channel = self.emu.channel
+        async with self.context_locks[channel.id]:
+            marker = self.ledger.new_marker(config.seed)
+            options = {"text": f"{marker} {CONTEXT_TEXT}"}
+            inter = await self.send(
+                "context set: just before the kill",
+                lambda: self.emu.slash(
+                    "context set", options, user=self.emu.admin, channel=channel
+                ),
+            )
+            if inter is not None:
+                op = ContextOp("set", channel.id, marker, inter)
+                self.ledger.context_ops.append(op)
+                with contextlib.suppress(InteractionFailed, InteractionTimeout):
+                    await inter.wait_until(lambda _: op.state() != "pending", timeout=30)
+            self.bot_up.clear()
+            self.kill_clock = self.emu.clock.monotonic()
+            self.report["kill_at_s"] = round(time.monotonic() - t0, 2)
+            bot.kill()
+        log.info("SIGKILLed bot process %s (%d worker(s) running)", bot.pid, len(workers))
         await bot.wait(30)
         await asyncio.sleep(0.5)  # requests the emulator had already received finish
         states_at_kill = {id(op): op.state() for op in self.ledger.context_ops}
