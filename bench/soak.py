@@ -51,7 +51,8 @@ What runs
    the restart. After the restart the first admin starts another short job.
 6. The end: users stop; every interaction gets its 3 s to be acknowledged; the server owner
    cancels the jobs started after the restart that still run; up to ``--drain-seconds`` for jobs
-   to end; then SIGTERM (SIGKILL after 30 s).
+   to end; the answers still streaming finish; then one more /generate, and SIGTERM while it
+   streams (SIGKILL after 30 s).
 
 The metrics (JSON keys)
 -----------------------
@@ -69,7 +70,7 @@ bot that got it was SIGKILLed less than 3 s later without having acknowledged it
   "Something went wrong", plus ERROR and CRITICAL records in the bot processes' logs (any
   logger); a record logging the error id of a counted message is that error, not another.
   ``unhandled_errors_by_action`` says which user action each answered ("bot log: LOGGER" for
-  log records).
+  log records), ``unhandled_error_exceptions`` the last line of each log record's traceback.
 - ``lost_contexts``: channels whose last context write (set, append, upload) the bot confirmed
   before the kill ("Context set" / "Added.") is missing from the channel's context once the
   restarted bot is ready (no context, or one without that write's unique marker); a write or
@@ -88,6 +89,9 @@ ready gateway session), ``kill_at_s``, ``job_at_kill`` (the long job's status an
 killed), ``eligible``, ``acked_within_3s``, ``not_acknowledged`` (eligible, not acknowledged in
 time), ``killed_in_flight``, ``sent_while_down`` (clicks sent while no bot was up),
 ``stuck_thinking`` (interactions to the last bot still showing "thinking…" at the end),
+``sigterm_mid_stream`` (the last /generate was streaming when SIGTERM came),
+``streams_left_open`` (replies of the last bot still showing an enabled Stop button after it
+exited),
 ``host_leaks`` (bot message revisions showing the run, data or models folder, this checkout's
 path, the planted host folder or its content, or a Python traceback; a path the user typed in
 the interaction answered is an echo, not a leak; ``host_leaks_by_kind``,
@@ -134,7 +138,15 @@ if str(REPO_ROOT) not in sys.path:
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from bench.soak_crowd import CONTEXT_TEXT, Actor, Crowd, Population, populate  # noqa: E402
+from bench.soak_crowd import (  # noqa: E402
+    CONTEXT_TEXT,
+    Actor,
+    Crowd,
+    Population,
+    answered,
+    has_stop_button,
+    populate,
+)
 from bench.soak_record import (  # noqa: E402
     ACK_DEADLINE_S,
     ERROR_ID_IN_REPLY,
@@ -147,6 +159,7 @@ from bench.soak_record import (  # noqa: E402
     Ledger,
     Sent,
     error_records,
+    exception_line,
     foreign_refs,
     is_eligible,
     kill_workers,
@@ -710,6 +723,28 @@ class Soak:
             collections.Counter(status for _, status, _ in jobs.values())
         )
 
+    async def quiesce(self, quiet_s: float = 2.0, timeout: float = 60.0) -> None:
+        """Wait until the bot has made no request for ``quiet_s`` (answers still streaming)."""
+        deadline = time.monotonic() + timeout
+        seen, since = len(self.emu.requests), time.monotonic()
+        while time.monotonic() < deadline and time.monotonic() - since < quiet_s:
+            await asyncio.sleep(0.2)
+            if len(self.emu.requests) != seen:
+                seen, since = len(self.emu.requests), time.monotonic()
+
+    async def stream_until_sigterm(self) -> None:
+        """Start a /generate and let it stream, so the SIGTERM that follows finds it mid-way
+        (as `docker stop` during a busy hour would)."""
+        options = {"prompt": "Once upon a time,", "max_tokens": 200}
+        inter = await self.send(
+            "generate: streaming at SIGTERM",
+            lambda: self.emu.slash("generate", options, user=self.emu.admin),
+        )
+        if inter is not None:
+            with contextlib.suppress(InteractionFailed, InteractionTimeout):
+                await inter.wait_until(lambda i: has_stop_button(i) or answered(i), timeout=60)
+        self.report["sigterm_mid_stream"] = inter is not None and has_stop_button(inter)
+
     async def run(self) -> dict[str, Any]:
         config = self.config
         self.models_dir.mkdir(parents=True, exist_ok=True)
@@ -744,10 +779,11 @@ class Soak:
                     task.cancel()
                 await asyncio.sleep(ACK_DEADLINE_S + 0.5)  # every interaction acked or failed
                 await self.drain()
-                await asyncio.sleep(1.0)
+                await self.quiesce()
                 final_bot = self.bots[-1]
                 if not final_bot.running:
                     self.crashes += 1
+                await self.stream_until_sigterm()
                 code, clean = await final_bot.stop(30)
                 self.report["clean_exit"] = clean and code == 0
                 left = worker_pids(self.jobs_dir)
@@ -783,9 +819,11 @@ class Soak:
         errors, samples = self.error_replies()
         log_errors, log_samples = self.log_errors(set(errors))
         errors_by_action = collections.Counter(errors.values())
+        exceptions: collections.Counter[str] = collections.Counter()
         for record in log_errors:
             match = LOG_RECORD.match(record)
             errors_by_action[f"bot log: {match.group(2) if match else '?'}"] += 1
+            exceptions[exception_line(record)] += 1
         last_run = self.run_index
         guilds = [self.emu.guild.id, self.emu.other_guild.id]
         try:
@@ -805,12 +843,18 @@ class Soak:
             sent_while_down=sum(1 for s in sent if s.run is None),
             unhandled_errors=len(errors) + len(log_errors),
             unhandled_errors_by_action=dict(sorted(errors_by_action.items())),
+            unhandled_error_exceptions=dict(sorted(exceptions.items())),
             lost_contexts=len(self.lost),
             promotions_lost=len(self.lost_promotions),
             lost_promotion_samples=self.lost_promotions[:5],
             jobs_not_terminal=len(self.not_terminal),
             mention_leaks=len(emu.mention_leaks()),
             peak_rss_mb=round(max((b.peak_rss_kib for b in self.bots), default=0) / 1024, 1),
+            streams_left_open=sum(
+                1
+                for s in sent
+                if s.run == last_run and s.inter.original is not None and has_stop_button(s.inter)
+            ),
             stuck_thinking=sum(
                 1 for s in sent if s.run == last_run and s.inter.loading and not s.inter.failed
             ),

@@ -305,6 +305,13 @@ def error_records(log_text: str, known_ids: Iterable[str] = ()) -> list[str]:
     return [r for r in records if not ((m := ERROR_ID_IN_LOG.search(r)) and m.group(1) in known)]
 
 
+def exception_line(record: str) -> str:
+    """A log record's last unindented line after its first: the exception that ended its
+    traceback (or its message when it has none)."""
+    lines = [line for line in record.splitlines()[1:] if line.strip() and not line[0].isspace()]
+    return (lines[-1] if lines else record.splitlines()[0])[:200]
+
+
 def summarize_record(record: str) -> str:
     lines = record.splitlines()
     head = lines[0][:200]

@@ -21,6 +21,7 @@ from bench.soak_record import (
     ContextOp,
     Sent,
     error_records,
+    exception_line,
     foreign_refs,
     is_eligible,
     lost_contexts,
@@ -112,6 +113,8 @@ def test_error_records_are_error_and_critical_lines_with_their_tracebacks() -> N
     ]
     assert records[0].endswith("RuntimeError: boom")
     assert len(error_records(log)) == 3
+    assert exception_line(records[0]) == "RuntimeError: boom"
+    assert exception_line(records[1]) == records[1]  # no traceback: the record itself
 
 
 def test_a_job_may_not_start_from_another_servers_model_or_a_local_dataset(
@@ -210,12 +213,24 @@ def test_every_interaction_is_acknowledged_within_3_s(report: dict[str, Any]) ->
 
 @pytest.mark.timeout(900)
 def test_no_unhandled_error(report: dict[str, Any]) -> None:
-    why = explain(report, "unhandled_errors", "unhandled_errors_by_action", "error_samples")
+    why = explain(
+        report,
+        "unhandled_errors",
+        "unhandled_errors_by_action",
+        "unhandled_error_exceptions",
+        "error_samples",
+    )
     causes = report["unhandled_errors_by_action"]
-    if causes and all("deep JSON" in action for action in causes):
+    exceptions = report["unhandled_error_exceptions"]
+    if (
+        causes
+        and all("deep JSON" in action or action.startswith("bot log:") for action in causes)
+        and all("Session is closed" in exception for exception in exceptions)
+    ):
         pytest.xfail(
-            "issue 10 item 3: a deeply nested JSON upload answers with an error id; "
-            "remove this xfail once it is refused with a sentence"
+            "issue 10 item 3: a deeply nested JSON upload answers with an error id; item 7: "
+            "SIGTERM while /generate streams logs 'Session is closed' errors and 'Task "
+            "exception was never retrieved'; remove this xfail once both end cleanly"
         )
     assert report["unhandled_errors"] == 0, why
 
