@@ -15,6 +15,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import aiohttp
 import pytest
 
 from bench.soak_record import (
@@ -27,6 +28,8 @@ from bench.soak_record import (
     lost_contexts,
     nearest_rank,
 )
+from bot.sim import DiscordEmulator
+from tests.support import hostile_inputs as hostile
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SOAK_ARGS = ("--seconds", "20", "--users", "8", "--seed", "3", "--kill-wait", "60")
@@ -138,6 +141,17 @@ def test_a_job_may_not_start_from_another_servers_model_or_a_local_dataset(
         "job 6: base model hf://x/y: a URL or scheme; "
         "validation dataset https://e.example/d.csv: not a hub dataset id",
     ]
+
+
+async def test_every_hostile_upload_reaches_the_bot_byte_for_byte() -> None:
+    """(Else the soak would measure the emulator's URL handling, not the bot's parsing.)"""
+    files = hostile.training_files(big_bytes=1000) + hostile.context_files(cap_bytes=10)
+    async with DiscordEmulator() as emu, aiohttp.ClientSession() as session:
+        for file in files:
+            attachment = emu.attachment(file.filename, file.data)
+            async with session.get(attachment.url) as response:
+                assert response.status == 200, file.what
+                assert await response.read() == file.data, file.what
 
 
 def test_p99_is_the_nearest_rank() -> None:

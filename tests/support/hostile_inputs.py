@@ -1,5 +1,6 @@
 """What careless or hostile Discord users send: texts and files that are empty, huge, binary,
 wrongly encoded, truncated, deeply nested, or written to ping, phish or break formatting.
+File names never hold a "/" (no file system allows one, so no upload has one).
 
 Each item has a short ``what`` naming the case, so a test or ``bench/soak.py`` can report which
 input a reply answered. Good inputs (a small CSV that trains, a UTF-8 context file) are here too,
@@ -137,7 +138,7 @@ def training_files(*, seed: int = 0, big_bytes: int = 2_000_000) -> list[Hostile
         HostileFile("many tiny rows", "big.csv", big_csv(big_bytes)),
         HostileFile(
             "markdown and mentions in the file name",
-            f"@everyone [x]({PHISHING_URL}) **b** `t`.csv",
+            "@everyone <@&1> **b** `t` ||s|| [x](discord-gift.example).csv",
             good,
         ),
         HostileFile("long file name", ("n" * 180) + ".csv", good),
@@ -175,5 +176,7 @@ def context_files(*, cap_bytes: int, seed: int = 0) -> list[HostileFile]:
             "ping.md",
             f"@everyone <@&1> [claim]({PHISHING_URL})\n".encode() * 20,
         ),
-        HostileFile("file name with markdown", f"**[x]({PHISHING_URL})**.txt", b"Paris."),
+        HostileFile(
+            "file name with markdown", "**b** `t` @here [x](discord-gift.example).txt", b"Paris."
+        ),
     ]
