@@ -7,6 +7,7 @@ masked links or break the reply's layout.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 import discord
@@ -19,6 +20,8 @@ from bot.inputs import bounded_text, loading_note, registry_of
 from bot.reply import StreamingReply, defer, send
 from bot.text import clip, plain
 from models.specs import GenerationParams, Task
+
+log = logging.getLogger(__name__)
 
 EDIT_INTERVAL_S = 1.0  # Discord rate-limits message edits; about one a second reads well
 
@@ -61,14 +64,30 @@ def render(prompt: str, text: str, footer: str | None = None, *, note: str | Non
     return out
 
 
+# When the bot closes, running generations are stopped and get this long to post their final
+# text (the Stop button removed) before the connection to Discord closes.
+CLOSE_GRACE_S = 5.0
+
+
 class Generation(commands.Cog):
     def __init__(self, bot: HFCordBot) -> None:
         self.bot = bot
         self._active: set[asyncio.Event] = set()
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     async def cog_unload(self) -> None:
+        # discord.py unloads cogs before it closes its HTTP session (bot.close()).
         for cancel in self._active:
             cancel.set()
+        try:
+            await asyncio.wait_for(self._idle.wait(), CLOSE_GRACE_S)
+        except TimeoutError:
+            log.warning(
+                "%d generation(s) did not end within %.0f s of closing",
+                len(self._active),
+                CLOSE_GRACE_S,
+            )
 
     @app_commands.command(name="generate")
     @app_commands.describe(
@@ -114,6 +133,7 @@ class Generation(commands.Cog):
 
         view = StopButton(interaction.user.id)
         self._active.add(view.cancel)
+        self._idle.clear()
         reply = StreamingReply(interaction, view=view, limit=1900)
         text = ""
         last_edit = 0.0
@@ -150,6 +170,8 @@ class Generation(commands.Cog):
         finally:
             view.stop()
             self._active.discard(view.cancel)
+            if not self._active:
+                self._idle.set()
 
 
 async def setup(bot: HFCordBot) -> None:
