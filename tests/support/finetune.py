@@ -27,13 +27,14 @@ from tests.support.waiting import wait_until
 # seconds. Like the real worker it first binds itself to its parent (models.training.sandbox),
 # and it runs in the empty working directory with the environment the bot gives workers.
 # Behaviour is picked by the base model name: "fake-complete" (and any other model, e.g. a
-# job's folder) trains 3 steps and saves a model of 100 parameters, also writing the
+# job's folder) trains 3 steps and saves a model (a copy of a local base model, so it loads;
+# else one of 100 parameters that doesn't), also writing the
 # environment variable names it got (env.json), its working directory and what that held
 # (cwd.txt) and the base model it was given (base.txt) into it;
 # "fake-hang" reports step 1, then waits for a cancel (SIGTERM, exit 3) or a kill;
 # "fake-crash" exits 5 without a final event.
 FAKE_WORKER = r"""
-import json, os, signal, struct, sys
+import json, os, shutil, signal, struct, sys
 # A cancel is taken by sigwait: blocked first, so the parent watch thread blocks it too.
 signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
 from models.training.sandbox import bind_to_parent
@@ -57,11 +58,14 @@ if mode == "fake-hang":
     sys.exit(3)
 emit(event="eval", step=3, epoch=1.0, metrics={"accuracy": 0.75, "f1": 0.7, "loss": 0.5})
 out = spec["output_dir"]
-os.makedirs(out)
-open(os.path.join(out, "config.json"), "w").write("{}")
-header = json.dumps({"w": {"dtype": "F32", "shape": [10, 10], "data_offsets": [0, 400]}})
-with open(os.path.join(out, "model.safetensors"), "wb") as weights:
-    weights.write(struct.pack("<Q", len(header)) + header.encode() + bytes(400))
+if os.path.isdir(spec["base_model"]):  # "trained" from a local model: a copy of it (it loads)
+    shutil.copytree(spec["base_model"], out)
+else:
+    os.makedirs(out)
+    open(os.path.join(out, "config.json"), "w").write("{}")
+    header = json.dumps({"w": {"dtype": "F32", "shape": [10, 10], "data_offsets": [0, 400]}})
+    with open(os.path.join(out, "model.safetensors"), "wb") as weights:
+        weights.write(struct.pack("<Q", len(header)) + header.encode() + bytes(400))
 open(os.path.join(out, "training_curves.png"), "wb").write(b"\x89PNG\r\n\x1a\nfake")
 json.dump(sorted(os.environ), open(os.path.join(out, "env.json"), "w"))
 open(os.path.join(out, "base.txt"), "w").write(spec["base_model"])

@@ -353,14 +353,13 @@ async def test_job_inputs_go_when_jobs_end_and_leftovers_are_swept_at_start(
     assert restarted.overrides == {(1, Task.SENTIMENT): str(settings.models_dir / str(kept))}
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
-async def test_a_worker_dies_with_the_bot_process_that_started_it(tmp_path: Path) -> None:
-    """SIGKILL the bot (a process running a job): its worker must not train on, orphaned."""
-    python = write_fake_python(tmp_path)
+async def _kill_the_bot_and_check_its_worker(tmp_path: Path, python: str, *base: str) -> None:
+    """Run FINETUNE_HOST (a bot process running one job), SIGKILL it once the job trains, and
+    check its worker does not train on, orphaned."""
     data_dir = tmp_path / "host-data"
     env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
     host = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-c", FINETUNE_HOST, str(data_dir), python, "fake-hang"),
+        *(sys.executable, "-c", FINETUNE_HOST, str(data_dir), python, *base),
         env=env,
         stdout=asyncio.subprocess.PIPE,
         start_new_session=True,
@@ -368,7 +367,7 @@ async def test_a_worker_dies_with_the_bot_process_that_started_it(tmp_path: Path
     run_dir = data_dir.resolve() / "jobs" / "1"
     try:
         assert host.stdout is not None
-        pid = int(await asyncio.wait_for(host.stdout.readline(), 120))
+        pid = int(await asyncio.wait_for(host.stdout.readline(), 300))
         assert worker_pids(run_dir) == [pid]
         host.kill()
         await host.wait()
@@ -381,3 +380,18 @@ async def test_a_worker_dies_with_the_bot_process_that_started_it(tmp_path: Path
             await host.wait()
         for pid in worker_pids(run_dir):
             os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+async def test_a_worker_dies_with_the_bot_process_that_started_it(tmp_path: Path) -> None:
+    await _kill_the_bot_and_check_its_worker(tmp_path, write_fake_python(tmp_path), "fake-hang")
+
+
+@pytest.mark.slow  # the real training worker (imports torch)
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+async def test_the_real_worker_dies_with_the_bot_process_that_started_it(
+    tmp_path: Path, tiny_sentiment_dir: Path, tiny_models_root: Path
+) -> None:
+    await _kill_the_bot_and_check_its_worker(
+        tmp_path, sys.executable, str(tiny_sentiment_dir), str(tiny_models_root)
+    )
