@@ -36,6 +36,7 @@ from typing import Any
 from bot.finetune import render
 from bot.finetune.base_models import check_parameters as check_model_size
 from bot.finetune.base_models import resolve_base_model
+from bot.finetune.files import JobFiles
 from bot.finetune.interfaces import JobReporter, ModelSwitch, Picture
 from bot.finetune.progress import LiveProgress
 from bot.finetune.promotions import Promotions
@@ -99,6 +100,7 @@ class FineTuneManager:
         self.progress_interval_s = progress_interval_s  # the worker's progress events
         self.jobs_dir = settings.data_dir / "jobs"
         self.models_dir = settings.models_dir
+        self._files = JobFiles(self.jobs_dir, self.models_dir)
         self._store = store
         self._repo = JobRepository(store)
         self._promotions = Promotions(
@@ -140,7 +142,7 @@ class FineTuneManager:
             return
         interrupted = await self._repo.interrupt_unfinished()
         kept = {job.id for job in await self._repo.completed_with_models()}
-        await asyncio.to_thread(self._sweep, kept)
+        await asyncio.to_thread(self._files.sweep, kept)
         await self._promotions.restore()
         if interrupted:
             log.warning("%d fine-tune job(s) were interrupted by a restart", len(interrupted))
@@ -183,26 +185,6 @@ class FineTuneManager:
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # closing the descriptor releases the lock
             self._lock_fd = None
-
-    def _sweep(self, kept_models: set[int]) -> None:
-        """Blocking: remove what earlier processes left: every job's inputs (no job runs now),
-        partial outputs, and model folders (``models/<job id>``) of jobs not keeping one."""
-        if self.jobs_dir.is_dir():
-            for entry in self.jobs_dir.iterdir():
-                _remove(entry)
-        if self.models_dir.is_dir():
-            for entry in self.models_dir.iterdir():
-                orphan = entry.name.isdigit() and int(entry.name) not in kept_models
-                if ".partial-" in entry.name or orphan:
-                    log.info("removing %s, left by an earlier run", entry)
-                    _remove(entry)
-
-    def _discard_inputs(self, job_id: int) -> None:
-        """Blocking: remove an ended job's inputs, worker files and any partial output."""
-        _remove(self.jobs_dir / str(job_id))
-        if self.models_dir.is_dir():
-            for partial in self.models_dir.glob(f".{job_id}.partial-*"):
-                _remove(partial)
 
     def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         task = asyncio.create_task(coro, name=name)
@@ -401,7 +383,7 @@ class FineTuneManager:
             self._active.discard(job_id)
             if not self._closing:
                 # When closing, the next start sweeps (the worker may still be dying now).
-                await asyncio.to_thread(self._discard_inputs, job_id)
+                await asyncio.to_thread(self._files.discard_inputs, job_id)
                 self._pump()
 
     async def _train(self, entry: _Entry, job: FineTuneJob) -> TrainingResult:
@@ -550,7 +532,7 @@ class FineTuneManager:
                 self._queue.remove(job_id)
             self._entries.pop(job_id, None)
             job = await self._repo.finish(job_id, JobStatus.CANCELLED)
-            await asyncio.to_thread(self._discard_inputs, job_id)
+            await asyncio.to_thread(self._files.discard_inputs, job_id)
             if entry is not None:
                 entry.progress = LiveProgress()
                 await self._show(entry, job)
@@ -602,24 +584,9 @@ class FineTuneManager:
             raise FineTuneError(
                 f"Job #{users[0]} starts from job #{job_id}'s model; delete it once that job ends."
             )
-        if folder.resolve().parent != self.models_dir.resolve():
-            # Only ever a folder of the data folder's models/ (never follow a row elsewhere).
-            log.warning("job %s's model folder %s is outside %s", job_id, folder, self.models_dir)
-        else:
-            await asyncio.to_thread(shutil.rmtree, folder, True)
+        await asyncio.to_thread(self._files.delete_model, folder)
         deleted = await self._repo.forget_model(job_id)
         await self._store.audit(
             guild_id=guild_id, user_id=user_id, action="finetune.delete", detail=f"job {job_id}"
         )
         return deleted
-
-
-def _remove(path: Path) -> None:
-    """Remove a file or folder (and what it holds); never follows a link out."""
-    try:
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        else:
-            path.unlink(missing_ok=True)
-    except OSError as exc:
-        log.warning("could not remove %s: %s", path, exc)

@@ -172,11 +172,13 @@ class TrainingProcess:
         run_dir: Path | str | None = None,
         python: str = sys.executable,
         env: Mapping[str, str] | None = None,
+        hub_token: bool = False,
     ) -> TrainingProcess:
         """Write the spec into ``run_dir`` (job.json, cancel flag, worker.log) and start the
-        worker. Its environment is the allowed part of ``env`` (default: this process's)."""
+        worker. Its environment is the allowed part of ``env`` (default: this process's);
+        ``hub_token`` passes the operator's hub token too (the operator's CLI only)."""
         folder, spec, spec_path, log_fd = await asyncio.to_thread(_prepare_run_dir, spec, run_dir)
-        child_env = child_environment(env)
+        child_env = child_environment(env, hub_token=hub_token)
         # The worker imports models.*; make the project importable even when not installed.
         child_env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(PROJECT_ROOT), child_env.get("PYTHONPATH", "")) if p

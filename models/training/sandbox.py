@@ -86,8 +86,9 @@ _ALLOWED_NAMES = frozenset(
     }
 )
 _ALLOWED_PREFIXES = ("LC_",)
-# Always set in a child: no token read from disk (HF_TOKEN itself is never passed).
+# Always set in a child working for a server: no hub token read from disk either.
 _FORCED = {"HF_HUB_DISABLE_IMPLICIT_TOKEN": "1"}
+_HUB_TOKEN_NAMES = frozenset({"HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_TOKEN_PATH"})
 _DEFAULTS = {"TOKENIZERS_PARALLELISM": "false"}
 
 _PR_SET_PDEATHSIG = 1
@@ -95,19 +96,28 @@ WATCH_INTERVAL_S = 1.0
 
 
 def child_environment(
-    source: Mapping[str, str] | None = None, *, extra: Mapping[str, str] | None = None
+    source: Mapping[str, str] | None = None,
+    *,
+    extra: Mapping[str, str] | None = None,
+    hub_token: bool = False,
 ) -> dict[str, str]:
     """The environment for a child: the allowed variables of ``source`` (default: this
-    process's), the forced ones, ``extra``, and this process's pid for :func:`bind_to_parent`."""
+    process's), the forced ones, ``extra``, and this process's pid for :func:`bind_to_parent`.
+
+    ``hub_token``: also the operator's hub token (``HF_TOKEN``, or the one stored on disk), for
+    the operator's own tools only (`python -m bot finetune`), never for work a server asked for.
+    """
     source = os.environ if source is None else source
+    allowed = _ALLOWED_NAMES | (_HUB_TOKEN_NAMES if hub_token else frozenset())
     env = {
         name: value
         for name, value in source.items()
-        if name in _ALLOWED_NAMES or name.startswith(_ALLOWED_PREFIXES)
+        if name in allowed or name.startswith(_ALLOWED_PREFIXES)
     }
     for name, value in _DEFAULTS.items():
         env.setdefault(name, value)
-    env.update(_FORCED)
+    if not hub_token:
+        env.update(_FORCED)
     env.update(extra or {})
     env[PARENT_PID_VARIABLE] = str(os.getpid())
     return env

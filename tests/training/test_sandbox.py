@@ -106,3 +106,10 @@ async def test_a_child_dies_with_its_parent(watch_only: bool) -> None:
             await middle.wait()
         if child is not None and _alive(child):
             os.kill(child, signal.SIGKILL)
+
+
+def test_only_the_operators_own_tools_pass_the_hub_token() -> None:
+    source = {"PATH": "/usr/bin", "HF_TOKEN": "hf_operator", "DISCORD_TOKEN": "secret"}
+    env = child_environment(source, hub_token=True)
+    assert env["HF_TOKEN"] == "hf_operator" and "HF_HUB_DISABLE_IMPLICIT_TOKEN" not in env
+    assert "DISCORD_TOKEN" not in env
