@@ -154,7 +154,8 @@ def format_event(event: TrainingEvent) -> str | None:
 
 async def _run(spec: JobSpec) -> TrainingResult:
     with tempfile.TemporaryDirectory(prefix="hfcord-finetune-") as run_dir:
-        job = await TrainingProcess.start(spec, run_dir=run_dir)
+        # The operator's own run: their hub token may reach their private models.
+        job = await TrainingProcess.start(spec, run_dir=run_dir, hub_token=True)
         loop = asyncio.get_running_loop()
         interrupts = 0
         cancelling: set[asyncio.Task[TrainingResult]] = set()

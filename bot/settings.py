@@ -87,6 +87,23 @@ class Settings(BaseSettings):
     finetune_max_concurrent: int = Field(
         default=1, alias="HFCORD_FINETUNE_MAX_CONCURRENT", ge=1, le=16
     )
+    # Fair use and sizes, per server and per job (see README, Fine-tuning).
+    finetune_max_active_jobs: int = Field(
+        default=2, alias="HFCORD_FINETUNE_MAX_ACTIVE_JOBS", ge=1, le=1000
+    )
+    finetune_max_stored_models: int = Field(
+        default=5, alias="HFCORD_FINETUNE_MAX_STORED_MODELS", ge=1, le=10_000
+    )
+    finetune_max_rows: int = Field(default=200_000, alias="HFCORD_FINETUNE_MAX_ROWS", ge=2)
+    finetune_hub_max_bytes: int = Field(
+        default=1_000_000_000, alias="HFCORD_FINETUNE_HUB_MAX_BYTES", ge=1
+    )
+    finetune_max_parameters: int = Field(
+        default=1_000_000_000, alias="HFCORD_FINETUNE_MAX_PARAMETERS", ge=1
+    )
+    # The process that reads an upload (bot.isolation): its memory and time.
+    parse_memory_mb: int = Field(default=1024, alias="HFCORD_PARSE_MEMORY_MB", ge=64)
+    parse_timeout_s: float = Field(default=300.0, alias="HFCORD_PARSE_TIMEOUT_S", gt=0, le=3600)
     log_level: str = Field(default="INFO", alias="HFCORD_LOG_LEVEL")
 
     @field_validator("admin_ids", mode="before")
@@ -107,13 +124,20 @@ class Settings(BaseSettings):
     def _parse_roots(cls, value: Any) -> Any:
         items = _split_list(value)
         if isinstance(items, list):
-            return tuple(Path(item).expanduser() for item in items)
+            return tuple(Path(item) for item in items)
         return value
+
+    @field_validator("model_roots", mode="after")
+    @classmethod
+    def _absolute_roots(cls, value: tuple[Path, ...]) -> tuple[Path, ...]:
+        return tuple(root.expanduser().resolve() for root in value)
 
     @field_validator("data_dir", mode="after")
     @classmethod
-    def _expand_data_dir(cls, value: Path) -> Path:
-        return value.expanduser()
+    def _absolute_data_dir(cls, value: Path) -> Path:
+        # Resolved once, here: jobs, uploads and promotions then work the same whatever the
+        # working directory of the bot, or of the processes it starts, is.
+        return value.expanduser().resolve()
 
     @field_validator("generation_model", "sentiment_model", "ner_model", "qa_model", mode="after")
     @classmethod
@@ -167,8 +191,14 @@ class Settings(BaseSettings):
 
     @property
     def allowed_model_roots(self) -> tuple[Path, ...]:
-        """Local folders a model path given in Discord may point into."""
-        return (self.data_dir.resolve(), *(root.resolve() for root in self.model_roots))
+        """Local folders the model registry loads a server's model from: fine-tuned models
+        (promotions pass only the server's own job's folder) and ``HFCORD_MODEL_ROOTS``.
+
+        Not what Discord may name: a base model given in Discord is a hub id, a job of that
+        server, or a folder under ``model_roots`` only (`bot.finetune.base_models`); never the
+        data folder, where other servers' models live.
+        """
+        return (self.models_dir, *self.model_roots)
 
     def model_specs(self) -> dict[Task, ModelSpec]:
         """The model each task serves, as the registry takes it: the one mapping from settings

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import discord
 from discord import app_commands
 from discord.ext import commands
@@ -15,6 +13,7 @@ from bot.finetune import SERVED_TASK, FineTuneManager, HubData, JobRequest, Uplo
 from bot.finetune.render import (
     cancel_text,
     default_text,
+    deleted_text,
     format_submitted,
     job_list_text,
     promoted_text,
@@ -23,7 +22,6 @@ from bot.finetune.render import (
 )
 from bot.reply import defer, send
 from bot.uploads import fetch_attachment
-from models.refs import resolve_model_ref
 from models.specs import Task
 from models.training.datasets import ColumnSpec, TrainTask
 from models.training.spec import DEFAULT_HYPERPARAMETERS as DEFAULTS
@@ -69,9 +67,10 @@ class FineTune(commands.Cog):
     @finetune.command(name="start")
     @app_commands.describe(
         task="What to train",
-        base_model="Model to start from: a hub id (owner/name) or a folder under the bot's model roots",
+        base_model="Model to start from: a hub id (owner/name), a job of this server (job:12), "
+        "or a folder the bot's operator offers",
         file="Training data: CSV/TSV/JSONL, CoNLL, SQuAD JSON or plain text",
-        dataset="Or a Hugging Face hub dataset: name or name:config",
+        dataset="Or a Hugging Face hub dataset id: name or owner/name, with :config if needed",
         split="Hub dataset split to train on (default train)",
         validation_file="Validation data in the same format (default: 10% held out)",
         validation_split="Hub dataset split to evaluate on (e.g. validation)",
@@ -124,8 +123,7 @@ class FineTune(commands.Cog):
             )
         if validation_file is not None and validation_split is not None:
             raise UserFacingError("Give `validation_file` or `validation_split`, not both.")
-        # Same rule as any model a user names: a hub id, or a folder under the allowed roots.
-        await asyncio.to_thread(resolve_model_ref, base_model, settings.allowed_model_roots)
+        # The base model is resolved (and confined to what this server may use) on submit.
         cap = settings.finetune_upload_max_bytes
         train: Upload | HubData
         if file is not None:
@@ -145,6 +143,7 @@ class FineTune(commands.Cog):
                     "attach `validation_file` instead."
                 )
             validation = HubData(train.name, train.config, validation_split.strip())
+            validation.check()
         assert interaction.guild_id is not None and interaction.channel_id is not None
         request = JobRequest(
             guild_id=interaction.guild_id,
@@ -203,6 +202,19 @@ class FineTune(commands.Cog):
         assert interaction.guild_id is not None
         found = await manager.cancel(job, interaction.guild_id, interaction.user.id)
         await send(interaction, cancel_text(found, manager.cancel_grace_s))
+
+    @finetune.command(name="delete")
+    @app_commands.describe(job="A completed job whose model to delete (not one serving here)")
+    @admin_only()
+    async def delete(self, interaction: discord.Interaction[HFCordBot], job: int) -> None:
+        """Delete a fine-tuned model to make room for new ones (the job's record stays)."""
+        manager = self._manager()
+        await defer(interaction, ephemeral=True)
+        assert interaction.guild_id is not None
+        found = await manager.delete_model(job, interaction.guild_id, interaction.user.id)
+        stored = await manager.stored_models(interaction.guild_id)
+        allowed = self.bot.settings.finetune_max_stored_models
+        await send(interaction, deleted_text(found, stored, allowed), ephemeral=True)
 
     @finetune.command(name="promote")
     @app_commands.describe(job="A completed job whose model should serve this server")

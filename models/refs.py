@@ -127,3 +127,44 @@ def resolve_model_ref(
     if not path.is_dir():
         raise ModelFolderMissing(f"The model folder {ref!r} does not exist.")
     return ModelRef("local", str(path))
+
+
+# --------------------------------------------------------------------------- confinement
+# What an untrusted user (a server admin in Discord) may name: checked here, with refusals that
+# never say where folders are on this machine.
+
+_SCHEME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+
+
+def has_scheme(ref: str) -> bool:
+    """Whether ``ref`` starts like a URL or other scheme (``https:``, ``hf://``, ``file:``)."""
+    return bool(_SCHEME_RE.match(ref.strip()))
+
+
+def resolve_confined_folder(
+    ref: str, roots: Sequence[Path], *, excluded: Sequence[Path] = ()
+) -> Path:
+    """The folder an absolute path names, if it lies under one of ``roots`` and under none of
+    ``excluded`` once symlinks and ``..`` are resolved; else :class:`InvalidModelRef`.
+
+    Relative paths are refused (they would depend on the working directory), and so is ``~``
+    (it names the bot's home). Messages never name ``roots`` or ``excluded``.
+    """
+    ref = ref.strip()
+    if not ref or "\x00" in ref:
+        raise InvalidModelRef("The folder name is empty.")
+    if not Path(ref).is_absolute():
+        raise InvalidModelRef(
+            f"{ref!r} is not an absolute path; give a local model folder as its full path."
+        )
+    try:
+        path = Path(ref).resolve()
+    except (OSError, RuntimeError):  # RuntimeError: a symlink loop
+        raise InvalidModelRef(f"The folder {ref!r} cannot be used.") from None
+    if not _within(path, roots) or _within(path, excluded):
+        raise InvalidModelRef(
+            f"The folder {ref!r} is not one this bot's operator has made available for models."
+        )
+    if not path.is_dir():
+        raise InvalidModelRef(f"The model folder {ref!r} does not exist.")
+    return path

@@ -2,7 +2,10 @@
 
 - ``records``: jobs and promotions as stored (`FineTuneJob`, `GuildModel`, `JobRepository`).
 - ``requests``: what `/finetune start` asks for (`JobRequest`, `Upload`, `HubData`), its
-  validation and the staging of its files.
+  validation (in an isolated process, `bot.isolation`) and the staging of its files.
+- ``base_models``: what a server may name as a base model (a hub id, its own job, a folder
+  under the operator's model roots), resolved to what the worker loads, and its size checked.
+- ``files``: a job's inputs and models on disk; removing what ended, sweeping what was left.
 - ``progress``: a running job's live progress (`LiveProgress`), folded from worker events.
 - ``manager``: `FineTuneManager`, the service the app starts and closes and the cog calls.
 - ``promotions``: which fine-tuned model serves a task in a server, and rolling it back.

@@ -9,6 +9,11 @@ longer. It reports through a `JobReporter` and switches models through a `ModelS
 
 One process per data folder runs jobs (an exclusive lock on ``fine-tuning.lock``): a second bot
 or a playground on the same folder neither starts jobs nor marks the first one's interrupted.
+
+Fair use: a server has at most ``finetune_max_active_jobs`` jobs queued or running and keeps at
+most ``finetune_max_stored_models`` fine-tuned models (admins delete one with `delete_model`).
+A job's inputs (``jobs/<id>/``) and any partial output are removed when it ends; what a previous
+process left (its jobs are interrupted by then) is swept when the owner starts.
 """
 
 from __future__ import annotations
@@ -29,21 +34,33 @@ from pathlib import Path
 from typing import Any
 
 from bot.finetune import render
+from bot.finetune.base_models import check_parameters as check_model_size
+from bot.finetune.base_models import resolve_base_model
+from bot.finetune.files import JobFiles
 from bot.finetune.interfaces import JobReporter, ModelSwitch, Picture
 from bot.finetune.progress import LiveProgress
 from bot.finetune.promotions import Promotions
-from bot.finetune.records import FineTuneJob, GuildModel, JobRepository, RollbackResult
+from bot.finetune.records import (
+    SERVED_TASK,
+    FineTuneJob,
+    GuildModel,
+    JobRepository,
+    RollbackResult,
+)
 from bot.finetune.requests import (
     FineTuneError,
     JobRequest,
     SubmittedJob,
+    check_parameters,
     spec_for_job,
     stage_inputs,
-    validate_request,
+    summarize_staged,
 )
+from bot.isolation import IsolationLimits
 from bot.settings import Settings
 from bot.store import Store
 from models.specs import Task
+from models.training.datasets import DataLimits
 from models.training.process import TrainingProcess, TrainingResult
 from models.training.spec import EventKind, JobStatus
 
@@ -82,9 +99,17 @@ class FineTuneManager:
         self.cancel_grace_s = cancel_grace_s  # a cancelled worker is killed after this
         self.progress_interval_s = progress_interval_s  # the worker's progress events
         self.jobs_dir = settings.data_dir / "jobs"
+        self.models_dir = settings.models_dir
+        self._files = JobFiles(self.jobs_dir, self.models_dir)
         self._store = store
         self._repo = JobRepository(store)
-        self._promotions = Promotions(self._repo, store)
+        self._promotions = Promotions(
+            self._repo,
+            store,
+            models_dir=settings.models_dir,
+            max_parameters=settings.finetune_max_parameters,
+        )
+        self._submit_lock = asyncio.Lock()  # a server's quota is checked and taken at once
         self._reporter: JobReporter | None = None
         self._queue: deque[int] = deque()  # queued job ids, oldest first
         self._entries: dict[int, _Entry] = {}  # queued and running jobs of this process
@@ -116,6 +141,8 @@ class FineTuneManager:
             await self._promotions.restore()
             return
         interrupted = await self._repo.interrupt_unfinished()
+        kept = {job.id for job in await self._repo.completed_with_models()}
+        await asyncio.to_thread(self._files.sweep, kept)
         await self._promotions.restore()
         if interrupted:
             log.warning("%d fine-tune job(s) were interrupted by a restart", len(interrupted))
@@ -191,8 +218,16 @@ class FineTuneManager:
 
     # -- submitting ------------------------------------------------------------------
 
+    @property
+    def data_limits(self) -> DataLimits:
+        return DataLimits(
+            max_rows=self.settings.finetune_max_rows,
+            max_bytes=self.settings.finetune_hub_max_bytes,
+        )
+
     async def submit(self, request: JobRequest) -> SubmittedJob:
-        """Validate (off the event loop), record, stage the data and queue the job."""
+        """Check the request (quotas, base model, data parsed in an isolated process), record
+        it, stage the data and queue the job."""
         if not self._started or self._closing:
             raise FineTuneError("Fine-tuning isn't running on this bot right now; try again later.")
         if not self.owns_jobs:
@@ -200,22 +235,41 @@ class FineTuneManager:
                 "Another hfcord process using the same data folder runs fine-tuning jobs; "
                 "start jobs from that one."
             )
+        check_parameters(request)
+        await self._check_quota(request.guild_id)
+        settings = self.settings
+        base = await resolve_base_model(
+            request.base_model,
+            request.guild_id,
+            self._repo,
+            models_dir=self.models_dir,
+            model_roots=settings.model_roots,
+            data_dir=settings.data_dir,
+        )
+        await check_model_size(base, settings.finetune_max_parameters)
+        isolation = IsolationLimits(
+            memory_mb=settings.parse_memory_mb, timeout_s=settings.parse_timeout_s
+        )
+        # Data first (staged, then checked from those very files), then the row, then the
+        # folder takes the job's id: a failure at any step leaves no job without its data.
         staging = self.jobs_dir / f".incoming-{uuid.uuid4().hex}"
-        train, validation = await asyncio.to_thread(validate_request, request, staging)
-        # Data first (in a staging folder), then the row, then the folder takes the job's id:
-        # a failure at any step leaves no job without its data.
-        await asyncio.to_thread(stage_inputs, staging, request)
         job: FineTuneJob | None = None
         try:
-            job = await self._repo.create(
-                guild_id=request.guild_id,
-                channel_id=request.channel_id,
-                requested_by=request.requested_by,
-                task=request.task,
-                base_model=request.base_model,
-                data_source=request.data_source,
-                params=request.stored_params(train.num_examples),
+            await asyncio.to_thread(stage_inputs, staging, request)
+            train, validation = await asyncio.to_thread(
+                summarize_staged, request, staging, self.data_limits, isolation
             )
+            async with self._submit_lock:
+                await self._check_quota(request.guild_id)  # others may have taken it meanwhile
+                job = await self._repo.create(
+                    guild_id=request.guild_id,
+                    channel_id=request.channel_id,
+                    requested_by=request.requested_by,
+                    task=request.task,
+                    base_model=base.location,
+                    data_source=request.data_source,
+                    params=request.stored_params(train.num_examples, base),
+                )
             await asyncio.to_thread(staging.rename, self.jobs_dir / str(job.id))
         except BaseException:
             await asyncio.to_thread(shutil.rmtree, staging, True)
@@ -228,8 +282,7 @@ class FineTuneManager:
             guild_id=request.guild_id,
             user_id=request.requested_by,
             action="finetune.start",
-            detail=f"job {job.id}: {request.task.value} on {request.base_model} "
-            f"with {job.data_source}",
+            detail=f"job {job.id}: {request.task.value} on {base.label} with {job.data_source}",
         )
         self._queue.append(job.id)
         entry = _Entry(job.id)
@@ -242,6 +295,25 @@ class FineTuneManager:
             await self._repo.set_status_message(job.id, message_id)
         self._pump()
         return SubmittedJob(job, train, validation, position)
+
+    async def _check_quota(self, guild_id: int) -> None:
+        """Refuse a new job when the server has as many active jobs, or as many stored models
+        (active jobs included: each will store one), as it may."""
+        settings = self.settings
+        active = await self._repo.count_active(guild_id)
+        if active >= settings.finetune_max_active_jobs:
+            raise FineTuneError(
+                f"This server already has {active} fine-tuning job(s) queued or running, the "
+                f"most it may have; wait for one to end or cancel one with `/finetune cancel`."
+            )
+        stored = await self._repo.count_stored_models(guild_id)
+        if stored + active >= settings.finetune_max_stored_models:
+            raise FineTuneError(
+                f"This server keeps {stored} fine-tuned model(s)"
+                + (f" and has {active} job(s) on the way" if active else "")
+                + f"; it may keep {settings.finetune_max_stored_models}. Delete one with "
+                "`/finetune delete job:<number>` first."
+            )
 
     def _position(self, job_id: int) -> int:
         """How many jobs must finish or start before this queued one can start."""
@@ -310,6 +382,8 @@ class FineTuneManager:
             self._entries.pop(job_id, None)
             self._active.discard(job_id)
             if not self._closing:
+                # When closing, the next start sweeps (the worker may still be dying now).
+                await asyncio.to_thread(self._files.discard_inputs, job_id)
                 self._pump()
 
     async def _train(self, entry: _Entry, job: FineTuneJob) -> TrainingResult:
@@ -318,18 +392,24 @@ class FineTuneManager:
             spec = spec_for_job(
                 job,
                 run_dir=self.jobs_dir / str(job.id),
-                output_dir=self.settings.models_dir / str(job.id),
+                output_dir=self.models_dir / str(job.id),
                 torch_threads=self.settings.torch_threads,
                 device=self.settings.device,
                 progress_interval_s=self.progress_interval_s,
+                limits=self.data_limits,
+                max_parameters=self.settings.finetune_max_parameters,
             )
             process = await TrainingProcess.start(
                 spec, run_dir=self.jobs_dir / str(job.id), python=self.python
             )
-        except Exception as exc:
+        except Exception:
             log.exception("fine-tune job %s could not start", job.id)
             return TrainingResult(
-                JobStatus.FAILED, {}, None, error=f"The training process could not start: {exc}"
+                JobStatus.FAILED,
+                {},
+                None,
+                error="The training process could not start; the bot's operator can find why "
+                "in the bot's log.",
             )
         entry.process = process
         if entry.cancel_requested:
@@ -452,6 +532,7 @@ class FineTuneManager:
                 self._queue.remove(job_id)
             self._entries.pop(job_id, None)
             job = await self._repo.finish(job_id, JobStatus.CANCELLED)
+            await asyncio.to_thread(self._files.discard_inputs, job_id)
             if entry is not None:
                 entry.progress = LiveProgress()
                 await self._show(entry, job)
@@ -474,3 +555,38 @@ class FineTuneManager:
     async def rollback(self, guild_id: int, task: Task, user_id: int) -> RollbackResult:
         """Serve the model promoted before the current one (or the default) for ``task``."""
         return await self._promotions.rollback(guild_id, task, user_id)
+
+    # -- stored models ---------------------------------------------------------------
+
+    async def stored_models(self, guild_id: int) -> int:
+        return await self._repo.count_stored_models(guild_id)
+
+    async def delete_model(self, job_id: int, guild_id: int, user_id: int) -> FineTuneJob:
+        """Delete a completed job's model from disk (not one serving here, nor one a running
+        job starts from); the job keeps its record and metrics."""
+        job = await self.job_in_guild(job_id, guild_id)
+        if job.status != JobStatus.COMPLETED:
+            raise FineTuneError(f"Job #{job_id} is {job.status}; it has no model to delete.")
+        folder = job.model_folder(self.models_dir)
+        if folder is None:
+            raise FineTuneError(f"Job #{job_id}'s model was already deleted.")
+        task = SERVED_TASK[job.task]
+        current = await self._repo.current_model(guild_id, task)
+        if current is not None and current.job_id == job_id:
+            raise FineTuneError(
+                f"Job #{job_id}'s model serves **{task}** in this server; go back to the model "
+                f"before it with `/finetune rollback task:{task}` first."
+            )
+        users = [
+            j.id for j in await self._repo.active_for_guild(guild_id) if j.base_job_id == job_id
+        ]
+        if users:
+            raise FineTuneError(
+                f"Job #{users[0]} starts from job #{job_id}'s model; delete it once that job ends."
+            )
+        await asyncio.to_thread(self._files.delete_model, folder)
+        deleted = await self._repo.forget_model(job_id)
+        await self._store.audit(
+            guild_id=guild_id, user_id=user_id, action="finetune.delete", detail=f"job {job_id}"
+        )
+        return deleted

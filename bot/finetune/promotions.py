@@ -4,6 +4,10 @@ Every promotion is a row (`guild_models`); the newest one not rolled back serves
 walks back through that history to the previous model that still loads, or to the default.
 Models switch through a `ModelSwitch` (the registry); promotions survive restarts through
 :meth:`Promotions.restore`.
+
+Only a server's own completed job can be promoted there (the caller finds the job in that
+server), so the folder handed to the registry is always that job's own, absolute, under the data
+folder's ``models/``; a model over ``max_parameters`` is refused before it loads.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from bot.finetune.records import SERVED_TASK, FineTuneJob, GuildModel, JobReposi
 from bot.finetune.requests import FineTuneError
 from bot.store import Store
 from models.specs import Task
+from models.training.sizes import folder_parameters, format_parameters
 from models.training.spec import JobStatus
 
 log = logging.getLogger(__name__)
@@ -25,10 +30,22 @@ log = logging.getLogger(__name__)
 class Promotions:
     """Switches the model serving a task in a server, and records who did and why."""
 
-    def __init__(self, repo: JobRepository, store: Store) -> None:
+    def __init__(
+        self, repo: JobRepository, store: Store, *, models_dir: Path, max_parameters: int
+    ) -> None:
         self._repo = repo
         self._store = store
+        self._models_dir = models_dir
+        self._max_parameters = max_parameters
         self.models: ModelSwitch | None = None  # None: the bot serves no models
+
+    def _folder(self, model: GuildModel) -> str:
+        """A promotion's model folder, absolute (rows written while the data folder was given
+        as a relative path hold relative paths: those mean ``models/<job id>``)."""
+        path = Path(model.model_path)
+        if path.is_absolute() or model.job_id is None:
+            return model.model_path
+        return str(self._models_dir / str(model.job_id))
 
     def _switch(self, refusal: str) -> ModelSwitch:
         if self.models is None:
@@ -43,7 +60,7 @@ class Promotions:
         for model in await self._repo.current_models():
             try:
                 await self.models.set_guild_override(
-                    model.guild_id, model.task, model.model_path, preload=False
+                    model.guild_id, model.task, self._folder(model), preload=False
                 )
             except Exception:
                 # A deleted folder must not stop the bot; the default model serves instead.
@@ -61,23 +78,34 @@ class Promotions:
     async def promote(self, job: FineTuneJob, user_id: int) -> GuildModel:
         """Serve a completed job's model for its task in the job's server, at once."""
         models = self._switch("Models are switched off on this bot; nothing can be promoted.")
-        if job.status != JobStatus.COMPLETED or not job.output_dir:
+        if job.status != JobStatus.COMPLETED:
             raise FineTuneError(
                 f"Job #{job.id} is {job.status}; only a completed job's model can be promoted."
             )
-        if not await asyncio.to_thread(Path(job.output_dir).is_dir):
+        folder = job.model_folder(self._models_dir)
+        if folder is None:
+            raise FineTuneError(f"The model of job #{job.id} was deleted.")
+        if not await asyncio.to_thread(folder.is_dir):
             raise FineTuneError(f"The model of job #{job.id} is no longer on disk.")
         task = SERVED_TASK[job.task]
         current = await self._repo.current_model(job.guild_id, task)
         if current is not None and current.job_id == job.id:
             raise FineTuneError(f"Job #{job.id}'s model already serves {task} in this server.")
+        count = await asyncio.to_thread(folder_parameters, folder)
+        if count is None:
+            raise FineTuneError(f"The model of job #{job.id} has no weights left; it can't serve.")
+        if count > self._max_parameters:
+            raise FineTuneError(
+                f"Job #{job.id}'s model has {format_parameters(count)} parameters; this bot "
+                f"serves fine-tuned models of up to {format_parameters(self._max_parameters)}."
+            )
         # Loads first: if it can't load, the old model keeps serving and nothing is recorded.
-        await models.set_guild_override(job.guild_id, task, job.output_dir, preload=True)
+        await models.set_guild_override(job.guild_id, task, str(folder), preload=True)
         model = await self._repo.promote(
             guild_id=job.guild_id,
             task=task,
             job_id=job.id,
-            model_path=job.output_dir,
+            model_path=str(folder),
             promoted_by=user_id,
         )
         await self._store.audit(
@@ -105,7 +133,7 @@ class Promotions:
                 await models.clear_guild_override(guild_id, task)
                 break
             try:
-                await models.set_guild_override(guild_id, task, serving.model_path, preload=True)
+                await models.set_guild_override(guild_id, task, self._folder(serving), preload=True)
                 break
             except Exception:
                 # Its folder was deleted or no longer loads: fall back further.

@@ -1,10 +1,16 @@
-"""Fine-tuning jobs and per-server promotions as stored in SQLite (migration 0003)."""
+"""Fine-tuning jobs and per-server promotions as stored in SQLite (migration 0003).
+
+A job row's ``base_model`` is the resolved reference the worker loads (a hub id or an absolute
+folder); how Discord names it is in ``params["base_model"]["label"]``. A completed job whose
+``output_dir`` is NULL had its model deleted (`/finetune delete`).
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from bot.store import Store
@@ -54,6 +60,36 @@ class FineTuneJob:
     @property
     def active(self) -> bool:
         return self.status.is_active
+
+    @property
+    def base_label(self) -> str:
+        """The base model as Discord shows it: a hub id, a folder's name, "job #12"."""
+        label = (self.params.get("base_model") or {}).get("label")
+        if isinstance(label, str) and label:
+            return label
+        # Rows from before labels were stored: never show a host path.
+        return (
+            Path(self.base_model).name if Path(self.base_model).is_absolute() else self.base_model
+        )
+
+    @property
+    def base_job_id(self) -> int | None:
+        """The job of this server whose model this one starts from, if any."""
+        value = (self.params.get("base_model") or {}).get("job")
+        return value if isinstance(value, int) else None
+
+    @property
+    def model_deleted(self) -> bool:
+        """Completed, but its model was deleted since."""
+        return self.status == JobStatus.COMPLETED and not self.output_dir
+
+    def model_folder(self, models_dir: Path) -> Path | None:
+        """The folder of this job's model (None: it has none). Rows written while the data
+        folder was given as a relative path hold relative paths: those mean ``models_dir/<id>``."""
+        if self.status != JobStatus.COMPLETED or not self.output_dir:
+            return None
+        path = Path(self.output_dir)
+        return path if path.is_absolute() else models_dir / str(self.id)
 
     @classmethod
     def from_row(cls, row: Any) -> FineTuneJob:
@@ -230,6 +266,47 @@ class JobRepository:
         )
         async with self.store.transaction() as conn:
             await conn.execute(query, args)
+        job = await self.get(job_id)
+        assert job is not None
+        return job
+
+    async def count_active(self, guild_id: int) -> int:
+        """A server's queued and running jobs."""
+        marks = ", ".join("?" for _ in ACTIVE_STATUSES)
+        query = f"SELECT COUNT(*) FROM finetune_jobs WHERE guild_id = ? AND status IN ({marks})"
+        return await self._count(query, (guild_id, *map(str, ACTIVE_STATUSES)))
+
+    async def count_stored_models(self, guild_id: int) -> int:
+        """A server's fine-tuned models on disk (completed jobs whose model is not deleted)."""
+        query = """
+            SELECT COUNT(*) FROM finetune_jobs
+            WHERE guild_id = ? AND status = ? AND output_dir IS NOT NULL
+        """
+        return await self._count(query, (guild_id, str(JobStatus.COMPLETED)))
+
+    async def _count(self, query: str, args: Sequence[Any]) -> int:
+        async with self.store.conn.execute(query, tuple(args)) as cursor:
+            row = await cursor.fetchone()
+        return int(row[0]) if row is not None else 0
+
+    async def active_for_guild(self, guild_id: int) -> list[FineTuneJob]:
+        marks = ", ".join("?" for _ in ACTIVE_STATUSES)
+        query = (
+            f"SELECT * FROM finetune_jobs WHERE guild_id = ? AND status IN ({marks}) ORDER BY id"
+        )
+        return await self._jobs(query, (guild_id, *map(str, ACTIVE_STATUSES)))
+
+    async def completed_with_models(self) -> list[FineTuneJob]:
+        """Every job whose model is kept on disk."""
+        query = """
+            SELECT * FROM finetune_jobs
+            WHERE status = ? AND output_dir IS NOT NULL ORDER BY id
+        """
+        return await self._jobs(query, (str(JobStatus.COMPLETED),))
+
+    async def forget_model(self, job_id: int) -> FineTuneJob:
+        """Record that a completed job's model (and its curves) were deleted."""
+        await self._update(job_id, output_dir=None, plot_path=None)
         job = await self.get(job_id)
         assert job is not None
         return job

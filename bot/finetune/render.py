@@ -1,16 +1,21 @@
-"""Every text fine-tuning shows in Discord: status messages, results, job lists, replies."""
+"""Every text fine-tuning shows in Discord: status messages, results, job lists, replies.
+
+Models are shown by name, never by host path (`FineTuneJob.base_label`); names a user chose
+(uploaded file names) and model names go through :func:`shown`, which neutralises markdown
+(bold, links, headings) so they read as typed.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import TypeVar
+
+from discord.utils import escape_markdown
 
 from bot.finetune.progress import LiveProgress
 from bot.finetune.records import SERVED_TASK, FineTuneJob, GuildModel, RollbackResult
 from bot.finetune.requests import SubmittedJob
 from bot.text import format_duration
-from models.refs import is_local_ref
 from models.specs import Task
 from models.training.process import TrainingResult
 from models.training.spec import JobStatus
@@ -43,9 +48,9 @@ def format_number(value: float) -> str:
     return f"{value:.4f}"
 
 
-def model_label(ref: str) -> str:
-    """A model ref as shown in Discord: a hub id, or just a local folder's name."""
-    return Path(ref).name if is_local_ref(ref) else ref
+def shown(name: str) -> str:
+    """A file or model name as text in a message: one line, markdown neutralised."""
+    return escape_markdown(" ".join(name.split()))
 
 
 def format_metrics(metrics: Mapping[str, float], *, skip: Sequence[str] = ()) -> str:
@@ -57,13 +62,13 @@ def format_job(job: FineTuneJob, *, live: LiveProgress | None = None) -> str:
     live = live or LiveProgress()
     icon = _STATE_ICON.get(job.status, "•")
     lines = [
-        f"{icon} **Fine-tune job #{job.id}** · {job.task.value} · base `{model_label(job.base_model)}`"
-        f" · data `{job.data_source}`",
+        f"{icon} **Fine-tune job #{job.id}** · {job.task.value} · base {shown(job.base_label)}"
+        f" · data {shown(job.data_source)}",
     ]
     params = job.params.get("hyperparameters", {})
     if params:
-        shown = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in params.items() if v is not None)
-        lines.append(f"-# {shown}")
+        chosen = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in params.items() if v is not None)
+        lines.append(f"-# {chosen}")
     status = live.status or job.status
     if status == JobStatus.RUNNING:
         lines.append(_running_line(job, live))
@@ -72,7 +77,10 @@ def format_job(job: FineTuneJob, *, live: LiveProgress | None = None) -> str:
         lines.append(f"Queued{ahead}.")
     elif status == JobStatus.COMPLETED:
         lines.append("Completed: " + (format_metrics(job.metrics) or "no metrics"))
-        lines.append(f"Serve it here with `/finetune promote job:{job.id}`.")
+        if job.model_deleted:
+            lines.append("Its model was deleted.")
+        else:
+            lines.append(f"Serve it here with `/finetune promote job:{job.id}`.")
     elif status == JobStatus.FAILED:
         lines.append(f"Failed: {job.error or 'no reason given'}")
     elif status == JobStatus.CANCELLED:
@@ -137,7 +145,7 @@ def failure_text(job: FineTuneJob, error: str) -> str:
 
 def interrupted_text(job: FineTuneJob) -> str:
     return (
-        f"⚠️ Fine-tune job #{job.id} ({job.task.value}, `{model_label(job.base_model)}`) "
+        f"⚠️ Fine-tune job #{job.id} ({job.task.value}, {shown(job.base_label)}) "
         "was interrupted by a bot restart; nothing was saved. "
         "Start it again with `/finetune start`."
     )
@@ -171,9 +179,10 @@ def format_submitted(submitted: SubmittedJob, channel_mention: str) -> str:
 
 
 def format_job_line(job: FineTuneJob) -> str:
+    deleted = " (model deleted)" if job.model_deleted else ""
     return (
-        f"**#{job.id}** · {job.status} · {job.task.value} · `{model_label(job.base_model)}` · "
-        f"{job.data_source} · {job.created_at[:16].replace('T', ' ')} UTC"
+        f"**#{job.id}** · {job.status}{deleted} · {job.task.value} · {shown(job.base_label)} · "
+        f"{shown(job.data_source)} · {job.created_at[:16].replace('T', ' ')} UTC"
     )
 
 
@@ -200,6 +209,13 @@ def cancel_text(job: FineTuneJob, grace_s: float) -> str:
     return (
         f"Cancelling job #{job.id}: it stops after the current step "
         f"(or is stopped within {grace_s:.0f} s). Nothing is saved."
+    )
+
+
+def deleted_text(job: FineTuneJob, stored: int, allowed: int) -> str:
+    return (
+        f"Deleted the model of job #{job.id}; its record and metrics stay. This server keeps "
+        f"{stored} of at most {allowed} fine-tuned models."
     )
 
 

@@ -1,28 +1,34 @@
 """What `/finetune start` asks for, from the request to the worker's spec.
 
-Validation parses the data exactly as the worker will (blocking: run it off the event loop);
-uploaded files are staged in the job's folder, and the job row keeps the rest as ``params``,
-from which :func:`spec_for_job` builds the worker's :class:`JobSpec`.
+Uploaded files are staged in the job's folder first; then the data is parsed exactly as the
+worker will parse it, from those files, in an isolated process (`bot.isolation`: bounded memory
+and time, never the bot process), with the row and size limits the worker applies again. The
+job row keeps the rest as ``params``, from which :func:`spec_for_job` builds the worker's
+:class:`JobSpec`.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.errors import UserFacingError
 from bot.finetune.records import FineTuneJob
+from bot.isolation import IsolationError, IsolationLimits, run_isolated
+from models.training.checks import summarize_sources
 from models.training.datasets import (
     ColumnSpec,
+    DataLimits,
     DatasetError,
     DatasetSummary,
-    ParsedDataset,
     TrainTask,
-    check_validation,
-    parse_dataset,
 )
+from models.training.datasets.hub import check_hub_name_syntax
 from models.training.spec import DataSource, Hyperparameters, JobSpec, JobSpecError
+
+if TYPE_CHECKING:
+    from bot.finetune.base_models import BaseModel
 
 # Uploaded files, as named in the job's folder.
 TRAIN_FILE = "train.data"
@@ -55,10 +61,27 @@ class HubData:
 
     @classmethod
     def parse(cls, value: str, split: str | None, *, default_split: str = "train") -> HubData:
-        name, _, config = value.strip().partition(":")
+        """A hub dataset as written in Discord; anything else (a path, a link, ``hf://``...)
+        is refused with a sentence."""
+        value = value.strip()
+        if "://" in value or value.startswith(("/", "~", ".")):
+            raise FineTuneError(
+                "A dataset is named by its Hugging Face hub id (`name` or `owner/name`, with "
+                "`:config` if it has several); paths and links are not accepted."
+            )
+        name, _, config = value.partition(":")
         if not name.strip():
             raise FineTuneError("Write the hub dataset as `name` or `name:config`.")
-        return cls(name.strip(), config.strip() or None, (split or default_split).strip())
+        data = cls(name.strip(), config.strip() or None, (split or default_split).strip())
+        data.check()
+        return data
+
+    def check(self) -> None:
+        """Refuse names that are not a hub dataset's (cheap: no import, no file access)."""
+        try:
+            check_hub_name_syntax(self.name, self.config, self.split)
+        except DatasetError as exc:
+            raise FineTuneError(str(exc)) from None
 
     def describe(self) -> str:
         return f"{self.name}{':' + self.config if self.config else ''} [{self.split}]"
@@ -89,14 +112,16 @@ class JobRequest:
         """The training data as job lines show it."""
         return describe_input(self.train)
 
-    def stored_params(self, train_examples: int) -> dict[str, Any]:
-        """The job row's ``params``: what the worker needs besides the task and base model."""
+    def stored_params(self, train_examples: int, base: BaseModel) -> dict[str, Any]:
+        """The job row's ``params``: what the worker needs besides the task and base model,
+        and how Discord names the base model."""
         return {
             "hyperparameters": asdict(self.hyperparameters),
             "columns": asdict(self.columns),
             "train": _source_params(self.train, TRAIN_FILE),
             "validation": _source_params(self.validation, VALIDATION_FILE),
             "train_examples": train_examples,
+            "base_model": {"label": base.label, "job": base.job_id},
         }
 
 
@@ -114,35 +139,57 @@ def describe_input(data: DataInput) -> str:
     return data.filename if isinstance(data, Upload) else f"hub {data.describe()}"
 
 
-def _load_input(data: DataInput, task: TrainTask, columns: ColumnSpec) -> ParsedDataset:
-    if isinstance(data, Upload):  # not staged yet: parsed from memory, as the file will be
-        return parse_dataset(data.data, task, filename=data.filename, columns=columns)
-    return data.source().load(task, columns)
+# Reading a hub split loads the datasets library (pyarrow and its threads map over a GB of
+# address space before any data): the isolated process gets this much more memory for it.
+HUB_LIBRARY_MB = 3072
 
 
-def validate_request(
-    request: JobRequest, check_dir: Path
-) -> tuple[DatasetSummary, DatasetSummary | None]:
-    """Blocking: parameters, then the data parsed exactly as the worker will parse it.
-
-    ``check_dir`` is where the job's files will be staged (it must not hold anything yet).
-    """
+def check_parameters(request: JobRequest) -> None:
+    """The hyper-parameters in range (cheap; before anything is staged)."""
     try:
-        JobSpec.with_hyperparameters(
-            request.hyperparameters,
-            task=request.task,
-            base_model=request.base_model,
-            train=DataSource(path=str(check_dir / TRAIN_FILE)),
-            output_dir=str(check_dir),
-        ).check()
-        train = _load_input(request.train, request.task, request.columns)
-        validation = None
-        if request.validation is not None:
-            validation = _load_input(request.validation, request.task, request.columns)
-            check_validation(train, validation)
+        request.hyperparameters.check()
+    except JobSpecError as exc:
+        raise FineTuneError(str(exc)) from None
+
+
+def staged_source(data: DataInput, folder: Path, file_name: str) -> DataSource:
+    """Where the worker reads ``data`` once staged in ``folder``: the file, or the hub split."""
+    if isinstance(data, Upload):
+        return data.source(str(folder / file_name))
+    return data.source()
+
+
+def summarize_staged(
+    request: JobRequest, folder: Path, limits: DataLimits, isolation: IsolationLimits
+) -> tuple[DatasetSummary, DatasetSummary | None]:
+    """Blocking: the staged data parsed exactly as the worker will parse it, in an isolated
+    process (the bot process never parses what a server sends)."""
+    inputs = [request.train] + ([request.validation] if request.validation is not None else [])
+    if any(isinstance(data, HubData) for data in inputs):
+        isolation = IsolationLimits(
+            memory_mb=isolation.memory_mb + HUB_LIBRARY_MB,
+            timeout_s=isolation.timeout_s,
+            env=isolation.env,
+        )
+    validation = None
+    if request.validation is not None:
+        validation = staged_source(request.validation, folder, VALIDATION_FILE)
+    try:
+        return run_isolated(
+            summarize_sources,
+            request.task,
+            request.columns,
+            staged_source(request.train, folder, TRAIN_FILE),
+            validation,
+            limits,
+            limits=isolation,
+            refusals=(DatasetError, JobSpecError),
+        )
     except (DatasetError, JobSpecError) as exc:
         raise FineTuneError(str(exc)) from None
-    return train.summary(), validation.summary() if validation is not None else None
+    except IsolationError as exc:
+        subject = " and ".join(describe_input(data) for data in inputs)
+        raise FineTuneError(exc.sentence(subject, advice="try less data")) from None
 
 
 def _source_params(data: DataInput | None, file_name: str) -> dict[str, Any] | None:
@@ -168,8 +215,12 @@ def spec_for_job(
     torch_threads: int | None,
     device: str | None,
     progress_interval_s: float,
+    limits: DataLimits | None = None,
+    max_parameters: int | None = None,
 ) -> JobSpec:
-    """The worker's spec for a stored job whose files were staged in ``run_dir``."""
+    """The worker's spec for a stored job whose files were staged in ``run_dir``: it loads
+    the stored base model (the resolved reference) and re-applies the limits."""
+    limits = limits or DataLimits()
     params = job.params
 
     def source(value: dict[str, Any] | None) -> DataSource | None:
@@ -192,5 +243,9 @@ def spec_for_job(
         torch_threads=torch_threads,
         device=device,
         progress_interval_s=progress_interval_s,
+        base_model_label=job.base_label,
+        max_rows=limits.max_rows,
+        hub_max_bytes=limits.max_bytes,
+        max_parameters=max_parameters,
         **params["hyperparameters"],
     )

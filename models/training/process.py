@@ -3,6 +3,11 @@
 The bot's job manager (and the CLI) start a :class:`TrainingProcess`, iterate its events,
 and may cancel it. A process that dies without its final event (killed from outside, out
 of memory) still yields a final ``failed`` event with a reason, so a job never hangs.
+
+The worker runs on what a server admin sent, so it gets a minimal environment (no bot token,
+API key or hub token: `models.training.sandbox`), an empty working directory (nothing relative
+resolves to a file of this machine; every path in its spec is absolute), its scratch files in
+the run folder (removed with it), and it dies with the process that started it.
 """
 
 from __future__ import annotations
@@ -20,7 +25,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from models.training.spec import EventKind, JobSpec, JobStatus
+from models.training.sandbox import child_environment
+from models.training.spec import DataSource, EventKind, JobSpec, JobStatus
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +34,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SPEC_FILE = "job.json"
 CANCEL_FILE = "cancel"
 LOG_FILE = "worker.log"
+WORKDIR = "workdir"  # the worker's working directory: empty
 _LINE_LIMIT = 1 << 20
 
 
@@ -109,13 +116,29 @@ class TrainingResult:
         }
 
 
+def _absolute(source: DataSource | None) -> DataSource | None:
+    if source is None or source.path is None:
+        return source
+    return replace(source, path=os.path.abspath(source.path))
+
+
 def _prepare_run_dir(spec: JobSpec, run_dir: Path | str | None) -> tuple[Path, JobSpec, Path, int]:
-    """Create the run folder with job.json (pointing at its cancel flag) and open worker.log."""
+    """Create the run folder with job.json (paths made absolute, pointing at its cancel flag
+    and scratch space), an empty working directory, and open worker.log."""
     folder = Path(run_dir) if run_dir is not None else Path(tempfile.mkdtemp(prefix="hfcord-job-"))
+    folder = folder.absolute()
     folder.mkdir(parents=True, exist_ok=True)
+    (folder / WORKDIR).mkdir(exist_ok=True)
     cancel_file = folder / CANCEL_FILE
     cancel_file.unlink(missing_ok=True)
-    spec = replace(spec, cancel_file=str(cancel_file))
+    spec = replace(
+        spec,
+        train=_absolute(spec.train) or spec.train,
+        validation=_absolute(spec.validation),
+        output_dir=os.path.abspath(spec.output_dir),
+        cancel_file=str(cancel_file),
+        scratch_dir=str(folder),
+    )
     spec_path = folder / SPEC_FILE
     spec_path.write_text(spec.to_json(), encoding="utf-8")
     log_fd = os.open(folder / LOG_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -149,15 +172,17 @@ class TrainingProcess:
         run_dir: Path | str | None = None,
         python: str = sys.executable,
         env: Mapping[str, str] | None = None,
+        hub_token: bool = False,
     ) -> TrainingProcess:
-        """Write the spec into ``run_dir`` (job.json, cancel flag, worker.log) and start the worker."""
+        """Write the spec into ``run_dir`` (job.json, cancel flag, worker.log) and start the
+        worker. Its environment is the allowed part of ``env`` (default: this process's);
+        ``hub_token`` passes the operator's hub token too (the operator's CLI only)."""
         folder, spec, spec_path, log_fd = await asyncio.to_thread(_prepare_run_dir, spec, run_dir)
-        child_env = dict(os.environ if env is None else env)
+        child_env = child_environment(env, hub_token=hub_token)
         # The worker imports models.*; make the project importable even when not installed.
         child_env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(PROJECT_ROOT), child_env.get("PYTHONPATH", "")) if p
         )
-        child_env.setdefault("TOKENIZERS_PARALLELISM", "false")
         try:
             proc = await asyncio.create_subprocess_exec(
                 python,
@@ -168,7 +193,7 @@ class TrainingProcess:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=log_fd,
                 env=child_env,
-                cwd=str(PROJECT_ROOT),
+                cwd=str(folder / WORKDIR),
                 # Own process group: a Ctrl-C in the bot's terminal doesn't reach it, and a kill
                 # takes any children with it.
                 start_new_session=True,
@@ -260,9 +285,17 @@ class TrainingProcess:
                 "the out-of-memory killer or an operator; nothing was saved."
             )
         else:
-            last = [line for line in self.log_tail().splitlines() if line.strip()]
-            detail = f": {last[-1].strip()[:300]}" if last else ""
-            reason = f"The training process exited with code {returncode} without a result{detail}"
+            # Its log may name files of this machine: it goes to the bot's log, not the user.
+            logger.warning(
+                "training process %s exited with code %s without a result; its log ends:\n%s",
+                self.pid,
+                returncode,
+                self.log_tail(),
+            )
+            reason = (
+                f"The training process exited with code {returncode} without a result; "
+                "nothing was saved."
+            )
         return {
             "event": EventKind.FINAL,
             "status": JobStatus.FAILED,

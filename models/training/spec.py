@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 from models.training.datasets import (
     ColumnSpec,
+    DataLimits,
     DatasetError,
     ParsedDataset,
     TrainTask,
@@ -140,13 +141,27 @@ class DataSource:
             raise JobSpecError(f"{value!r}: write hub datasets as hub:NAME[:CONFIG][@SPLIT].")
         return cls(hub_name=name, hub_config=config or None, hub_split=split or default_split)
 
-    def load(self, task: TrainTask, columns: ColumnSpec) -> ParsedDataset:
-        """Parse and validate this source (blocking: call it off the event loop)."""
+    def load(
+        self, task: TrainTask, columns: ColumnSpec, limits: DataLimits | None = None
+    ) -> ParsedDataset:
+        """Parse and validate this source within ``limits`` (blocking: call it off the loop)."""
+        limits = limits or DataLimits()
         if self.path is not None:
-            return parse_dataset(Path(self.path), task, filename=self.display_name, columns=columns)
+            return parse_dataset(
+                Path(self.path),
+                task,
+                filename=self.display_name,
+                columns=columns,
+                max_rows=limits.max_rows,
+            )
         assert self.hub_name is not None
         return load_hub_dataset(
-            self.hub_name, task, config=self.hub_config, split=self.hub_split, columns=columns
+            self.hub_name,
+            task,
+            config=self.hub_config,
+            split=self.hub_split,
+            columns=columns,
+            limits=limits,
         )
 
 
@@ -178,6 +193,15 @@ class JobSpec:
     torch_threads: int | None = None
     device: str | None = None
     progress_interval_s: float = 2.0
+    # What messages call the base model ("job #12", a folder's name); None: the ref itself.
+    base_model_label: str | None = None
+    # Bounds (None: none, as for the operator's CLI): examples read per data source, a hub
+    # split's stated size, and the base model's parameters (counted before weights load).
+    max_rows: int | None = None
+    hub_max_bytes: int | None = None
+    max_parameters: int | None = None
+    # Where the worker keeps its scratch files (None: the system's temporary folder).
+    scratch_dir: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.task, TrainTask):
@@ -187,6 +211,15 @@ class JobSpec:
     def with_hyperparameters(cls, hyperparameters: Hyperparameters, **fields: Any) -> JobSpec:
         """A spec from the other ``fields`` and ``hyperparameters``, spread flat."""
         return cls(**fields, **asdict(hyperparameters))
+
+    @property
+    def data_limits(self) -> DataLimits:
+        return DataLimits(max_rows=self.max_rows, max_bytes=self.hub_max_bytes)
+
+    @property
+    def model_label(self) -> str:
+        """The base model as messages name it."""
+        return self.base_model_label or self.base_model
 
     @property
     def hyperparameters(self) -> Hyperparameters:
@@ -212,7 +245,7 @@ class JobSpec:
         output = Path(self.output_dir)
         if output.exists() and (not output.is_dir() or any(output.iterdir())):
             raise JobSpecError(
-                f"The output folder {self.output_dir} already exists and is not empty."
+                f"The output folder {output.name!r} already exists and is not empty."
             )
 
     def to_json(self) -> str:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from models.specs import Task
 from models.training import features
@@ -33,8 +33,21 @@ from models.training.datasets.types import ColumnSpec, DataFormat, ParsedDataset
 if TYPE_CHECKING:
     from models.training.features import FeatureList, QAFeatureMap
 
-# (text, format, source name, columns) -> dataset
-TextParser = Callable[[str, DataFormat, str, ColumnSpec], ParsedDataset]
+
+class TextParser(Protocol):
+    """(text, format, source name, columns; at most ``max_rows`` examples) -> dataset."""
+
+    def __call__(
+        self,
+        text: str,
+        fmt: DataFormat,
+        source: str,
+        columns: ColumnSpec,
+        *,
+        max_rows: int | None = None,
+    ) -> ParsedDataset: ...
+
+
 # (rows, header, format, source name, columns) -> dataset
 RowsParser = Callable[[Sequence[Row], Sequence[str], DataFormat, str, ColumnSpec], ParsedDataset]
 

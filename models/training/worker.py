@@ -26,6 +26,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TextIO
 
+from models.training.curves import plot_curves
 from models.training.datasets import (
     ColumnSpec,
     DatasetError,
@@ -34,6 +35,8 @@ from models.training.datasets import (
     sample_examples,
     split_holdout,
 )
+from models.training.sandbox import bind_to_parent
+from models.training.sizes import format_parameters
 from models.training.spec import EventKind, JobSpec, JobSpecError, JobStatus
 from models.training.tasks import EvalSet, TaskSpec, task_spec
 
@@ -75,9 +78,9 @@ class StopFlag:
 def load_data(spec: JobSpec, emit: Emit) -> tuple[ParsedDataset, ParsedDataset]:
     """Train and validation data (held out from train when no validation source is given)."""
     columns = spec.columns or ColumnSpec()
-    train = spec.train.load(spec.task, columns)
+    train = spec.train.load(spec.task, columns, spec.data_limits)
     if spec.validation is not None:
-        validation = spec.validation.load(spec.task, columns)
+        validation = spec.validation.load(spec.task, columns, spec.data_limits)
     else:
         train, validation = split_holdout(train, 0.1, seed=spec.seed)
     check_validation(train, validation)
@@ -204,14 +207,45 @@ def _effective_max_length(spec: JobSpec, config: Any) -> int:
     return limit
 
 
+def _check_parameters(spec: JobSpec, entry: TaskSpec) -> None:
+    """Refuse a base model over ``spec.max_parameters``, counted from its config alone (the
+    model is built on torch's meta device: no weights are read or downloaded)."""
+    if spec.max_parameters is None:
+        return
+    import torch
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(spec.base_model)
+        with torch.device("meta"):
+            model = entry.auto_model().from_config(config)
+    except Exception as exc:
+        logger.exception("the configuration of %s did not load", spec.base_model)
+        raise JobSpecError(
+            f"Couldn't load {spec.model_label} as a {spec.task} model: check that it is a "
+            "transformers model of a supported kind."
+        ) from exc
+    count = sum(parameter.numel() for parameter in model.parameters())
+    if count > spec.max_parameters:
+        raise JobSpecError(
+            f"{spec.model_label} has {format_parameters(count)} parameters; this bot fine-tunes "
+            f"models of up to {format_parameters(spec.max_parameters)}."
+        )
+
+
 def _load_model(spec: JobSpec, entry: TaskSpec, labels: tuple[str, ...]) -> tuple[Any, Any]:
-    """The tokenizer and the model (with a head sized by ``labels`` where the task has one)."""
+    """The tokenizer and the model (with a head sized by ``labels`` where the task has one).
+
+    Failures are sentences naming the model by its label; the details (which may hold paths)
+    go to the worker's log only.
+    """
     from transformers import AutoTokenizer
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(spec.base_model)
     except Exception as exc:
-        raise JobSpecError(f"Couldn't load the tokenizer of {spec.base_model!r}: {exc}") from exc
+        logger.exception("the tokenizer of %s did not load", spec.base_model)
+        raise JobSpecError(f"Couldn't load the tokenizer of {spec.model_label}.") from exc
     head: dict[str, Any] = {}
     if entry.head_from_labels:
         head = {
@@ -223,10 +257,11 @@ def _load_model(spec: JobSpec, entry: TaskSpec, labels: tuple[str, ...]) -> tupl
     try:
         model = entry.auto_model().from_pretrained(spec.base_model, **head)
     except Exception as exc:
-        raise JobSpecError(f"Couldn't load {spec.base_model!r} for {spec.task}: {exc}") from exc
+        logger.exception("the model %s did not load for %s", spec.base_model, spec.task)
+        raise JobSpecError(f"Couldn't load {spec.model_label} for {spec.task}.") from exc
     if entry.needs_fast_tokenizer and not getattr(tokenizer, "is_fast", False):
         raise JobSpecError(
-            f"{spec.base_model!r} has no fast tokenizer, which {spec.task} training needs."
+            f"{spec.model_label} has no fast tokenizer, which {spec.task} training needs."
         )
     if tokenizer.pad_token is None:
         # GPT-style tokenizers have no pad token; batching (and pipelines later) need one.
@@ -256,6 +291,7 @@ def run_job(spec: JobSpec, emit: Emit, stop: StopFlag | None = None) -> dict[str
 
     set_seed(spec.seed)  # before loading: a new head's initial weights come from the seed too
     entry = task_spec(spec.task)
+    _check_parameters(spec, entry)
     tokenizer, model = _load_model(spec, entry, train.labels)
     id2label = dict(enumerate(train.labels))
     label2id = {label: i for i, label in id2label.items()}
@@ -282,7 +318,7 @@ def run_job(spec: JobSpec, emit: Emit, stop: StopFlag | None = None) -> dict[str
     evals = max(1, round(min(spec.epochs, total_steps / steps_per_epoch) * spec.evals_per_epoch))
     eval_steps = max(1, math.ceil(total_steps / evals))
     use_cpu = spec.device == "cpu" or not torch.cuda.is_available()
-    scratch = tempfile.mkdtemp(prefix="hfcord-trainer-")
+    scratch = tempfile.mkdtemp(prefix="hfcord-trainer-", dir=spec.scratch_dir)
     history: list[dict[str, Any]] = []
     primary = entry.primary_metric
     callback = _make_callback(spec, entry, emit, stop, history)
@@ -387,7 +423,7 @@ def _write_outputs(
         history,
         primary,
         folder / CURVES_FILE,
-        title=f"{spec.task.value}: {_short_ref(spec.base_model)}",
+        title=f"{spec.task.value}: {_short_ref(spec.model_label)}",
     )
 
 
@@ -409,43 +445,10 @@ def _save_atomically(output_dir: Path, write: Callable[[Path], None]) -> Path:
 
 
 def _short_ref(ref: str) -> str:
-    """A hub id as is; a local path by its last two parts (a full path overflows the title)."""
+    """A hub id or label as is; a local path by its folder's name (the picture is posted in
+    Discord: no host path)."""
     path = Path(ref)
-    return "/".join(path.parts[-2:]) if path.is_absolute() else ref
-
-
-def plot_curves(history: list[dict[str, Any]], primary: str, path: Path, *, title: str) -> Path:
-    """Training loss (and eval loss) by step on the left, the eval metric on the right."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    train_pts = [(h["step"], h["loss"]) for h in history if "loss" in h]
-    evals = [(h["step"], h["eval"]) for h in history if "eval" in h]
-    fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(10, 4))
-    try:
-        if train_pts:
-            ax_loss.plot(*zip(*train_pts, strict=True), label="training loss")
-        eval_loss = [(s, m["loss"]) for s, m in evals if "loss" in m]
-        if eval_loss:
-            ax_loss.plot(*zip(*eval_loss, strict=True), "o-", label="validation loss")
-        ax_loss.set_xlabel("step")
-        ax_loss.set_ylabel("loss")
-        ax_loss.legend()
-        ax_loss.grid(alpha=0.3)
-        metric_pts = [(s, m[primary]) for s, m in evals if primary in m]
-        if metric_pts:
-            ax_metric.plot(*zip(*metric_pts, strict=True), "o-", color="tab:green")
-        ax_metric.set_xlabel("step")
-        ax_metric.set_ylabel(f"validation {primary}")
-        ax_metric.grid(alpha=0.3)
-        fig.suptitle(title[:90])
-        fig.tight_layout()
-        fig.savefig(path, dpi=100)
-    finally:
-        plt.close(fig)
-    return path
+    return path.name if path.is_absolute() else ref
 
 
 # --------------------------------------------------------------------------- process entry
@@ -479,6 +482,7 @@ def _event_stream() -> TextIO:
 def main(argv: list[str] | None = None) -> int:
     """Run the job in ``argv[0]`` (a JSON spec file); exit code from its JobStatus."""
     argv = sys.argv[1:] if argv is None else argv
+    bind_to_parent()  # a worker never outlives the bot (or CLI) that started it
     stream = _event_stream()
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s"
@@ -489,11 +493,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         spec = JobSpec.from_json(Path(argv[0]).read_text(encoding="utf-8"))
     except (OSError, JobSpecError, DatasetError) as exc:
+        logger.error("could not read the job specification: %s", exc)
         _EventWriter(stream, None)(
             {
                 "event": EventKind.FINAL,
                 "status": JobStatus.FAILED,
-                "error": str(exc),
+                "error": "The training process could not read its job specification.",
                 "metrics": {},
                 "output_dir": None,
             }
@@ -504,6 +509,20 @@ def main(argv: list[str] | None = None) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     return run_and_report(spec, emit, stop)
+
+
+OUT_OF_MEMORY = "Training ran out of memory; try a smaller batch size or max length."
+
+
+def failure_sentence(exc: BaseException) -> str:
+    """What users read when training fails unexpectedly: no exception text (it may hold paths
+    of this machine), only its kind; the traceback is in the worker log and the bot's log."""
+    if "OutOfMemory" in type(exc).__name__:  # torch.cuda.OutOfMemoryError and the like
+        return OUT_OF_MEMORY
+    return (
+        f"Training stopped on an unexpected error ({type(exc).__name__}); the bot's operator "
+        "can find the details in the bot's log."
+    )
 
 
 def run_and_report(spec: JobSpec, emit: Emit, stop: StopFlag) -> int:
@@ -533,16 +552,14 @@ def run_and_report(spec: JobSpec, emit: Emit, stop: StopFlag) -> int:
         return JobStatus.FAILED.exit_code
     except MemoryError:
         traceback.print_exc()
-        final(
-            JobStatus.FAILED, "Training ran out of memory; try a smaller batch size or max length."
-        )
+        final(JobStatus.FAILED, OUT_OF_MEMORY)
         return JobStatus.FAILED.exit_code
     except Exception as exc:
-        traceback.print_exc()
+        traceback.print_exc()  # the details, for the operator: the worker log and the bot log
         if stop.is_set():  # an error caused by the interruption itself
             final(JobStatus.CANCELLED)
             return JobStatus.CANCELLED.exit_code
-        final(JobStatus.FAILED, f"Training failed: {type(exc).__name__}: {exc}")
+        final(JobStatus.FAILED, failure_sentence(exc))
         return JobStatus.FAILED.exit_code
     emit(result)
     return JobStatus.COMPLETED.exit_code

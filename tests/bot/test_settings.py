@@ -20,8 +20,8 @@ def test_defaults_are_the_seed_models(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.sentiment_model == "distilbert-base-uncased-finetuned-sst-2-english"
     assert settings.ner_model == "dbmdz/bert-large-cased-finetuned-conll03-english"
     assert settings.qa_model == "distilbert-base-cased-distilled-squad"
-    assert settings.data_dir == Path("data")
-    assert settings.database_path == Path("data") / "hfcord.sqlite3"
+    assert settings.data_dir == Path("data").resolve()  # absolute from the start (issue 10)
+    assert settings.database_path == Path("data").resolve() / "hfcord.sqlite3"
     assert settings.admin_ids == frozenset()
     assert settings.discord_token is None
 
@@ -41,8 +41,9 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
     assert settings.dev_guild_id == 99
     assert settings.generation_gguf_file == "smol.Q4_1.gguf"
     assert settings.device == "cuda:1"
+    # The registry loads fine-tuned models and the operator's roots, never the whole data dir.
     assert settings.allowed_model_roots == (
-        tmp_path.resolve(),
+        tmp_path.resolve() / "models",
         (tmp_path / "a").resolve(),
         (tmp_path / "b").resolve(),
     )
@@ -166,3 +167,28 @@ def test_each_task_setting_is_a_settings_variable_with_the_tasks_default() -> No
     fields = {field.alias: field for field in Settings.model_fields.values()}
     for info in TASKS.values():
         assert fields[info.setting].default == info.default_model
+
+
+def test_data_dir_and_model_roots_are_absolute_once_loaded(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Issue 10, item 2: a relative HFCORD_DATA_DIR means the folder the bot started in, once;
+    changing the working directory later changes nothing."""
+    monkeypatch.chdir(tmp_path)
+    settings = load(monkeypatch, HFCORD_DATA_DIR="./data", HFCORD_MODEL_ROOTS="models,~/x")
+    monkeypatch.chdir("/")
+    assert settings.data_dir == tmp_path.resolve() / "data"
+    assert settings.models_dir == tmp_path.resolve() / "data" / "models"
+    assert settings.model_roots == (tmp_path.resolve() / "models", (Path.home() / "x").resolve())
+
+
+def test_fair_use_settings_have_sane_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = load(monkeypatch)
+    assert (settings.finetune_max_active_jobs, settings.finetune_max_stored_models) == (2, 5)
+    assert settings.finetune_max_rows == 200_000
+    assert settings.finetune_hub_max_bytes == settings.finetune_max_parameters == 1_000_000_000
+    assert (settings.parse_memory_mb, settings.parse_timeout_s) == (1024, 300.0)
+    with pytest.raises(SettingsError, match="HFCORD_FINETUNE_MAX_ACTIVE_JOBS"):
+        load(monkeypatch, HFCORD_FINETUNE_MAX_ACTIVE_JOBS="0")
+    with pytest.raises(SettingsError, match="HFCORD_PARSE_MEMORY_MB"):
+        load(monkeypatch, HFCORD_PARSE_MEMORY_MB="10")

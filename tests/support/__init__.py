@@ -7,6 +7,8 @@
 - ``barebot``: a plain discord.py bot for testing the emulator itself.
 - ``probes``: test-only commands loaded into the real bot by the end-to-end tests.
 - ``e2e``: types of the end-to-end fixtures.
-- ``finetune``: a stand-in training worker, a recording job reporter and model switch.
+- ``finetune``: a stand-in training worker, a recording job reporter and model switch, and a
+  fine-tuning host process to kill.
+- ``isolated``: functions for `bot.isolation` tests to run in the isolated process.
 - ``waiting``: wait for a condition instead of sleeping.
 """

@@ -241,7 +241,9 @@ def test_save_failure_leaves_no_output(
         _spec("text-classification", tiny_sentiment_dir, train, out), events, StopFlag()
     )
     assert code == EXIT_FAILED
-    assert "disk full" in events[-1]["error"]
+    # A sentence, not the exception's text (it may name files of this machine: issue 10).
+    assert events[-1]["error"].startswith("Training stopped on an unexpected error (OSError)")
+    assert "disk full" not in events[-1]["error"]
     assert list((tmp_path / "models").iterdir()) == []  # neither job-1 nor a partial folder
 
 
@@ -278,3 +280,57 @@ def test_spec_json_round_trip_and_checks(tmp_path: Path) -> None:
     ]:
         with pytest.raises(JobSpecError, match=message):
             JobSpec.from_dict({**json.loads(spec.to_json()), **bad}).check()
+
+
+def _small_csv(path: Path) -> Path:
+    path.write_text("text,label\n" + "".join(f"good {i},pos\nbad {i},neg\n" for i in range(8)))
+    return path
+
+
+def test_a_base_model_over_the_parameter_limit_fails_before_its_weights_load(
+    tiny_sentiment_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 10, item 4: counted from the config on torch's meta device."""
+    from transformers import AutoModelForSequenceClassification
+
+    def no_weights(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("weights loaded before the size check")
+
+    monkeypatch.setattr(AutoModelForSequenceClassification, "from_pretrained", no_weights)
+    train = _small_csv(tmp_path / "moods.csv")
+    spec = _spec(
+        "text-classification",
+        tiny_sentiment_dir,
+        train,
+        tmp_path / "out",
+        max_parameters=1000,
+        base_model_label="tiny-sentiment",
+    )
+    events = Events()
+    assert run_and_report(spec, events, StopFlag()) == EXIT_FAILED
+    error = events[-1]["error"]
+    assert error.startswith("tiny-sentiment has ") and error.endswith("models of up to 1K.")
+    assert str(tmp_path) not in error and str(tiny_sentiment_dir) not in error
+
+
+def test_a_model_that_does_not_load_is_named_by_its_label_never_its_path(
+    tmp_path: Path,
+) -> None:
+    train = _small_csv(tmp_path / "moods.csv")
+    folder = tmp_path / "srv" / "not-a-model"
+    folder.mkdir(parents=True)
+    for limit, expected in (
+        (10**9, "Couldn't load not-a-model as a text-classification model"),
+        (None, "Couldn't load the tokenizer of not-a-model."),
+    ):
+        spec = _spec(
+            "text-classification",
+            folder,
+            train,
+            tmp_path / "out",
+            max_parameters=limit,
+            base_model_label="not-a-model",
+        )
+        events = Events()
+        assert run_and_report(spec, events, StopFlag()) == EXIT_FAILED
+        assert events[-1]["error"].startswith(expected) and "/srv" not in events[-1]["error"]

@@ -19,12 +19,14 @@ from models.training.datasets.files import parse_dataset
 from models.training.datasets.hub import load_hub_dataset
 from models.training.datasets.splits import check_validation, sample_examples, split_holdout
 from models.training.datasets.types import (
+    MAX_EXAMPLE_CHARS,
     MAX_SAMPLE_CHARS,
     MIN_EXAMPLES,
     Answer,
     ClassificationExample,
     ColumnSpec,
     DataFormat,
+    DataLimits,
     DatasetError,
     DatasetSummary,
     Example,
@@ -37,12 +39,14 @@ from models.training.datasets.types import (
 )
 
 __all__ = [
+    "MAX_EXAMPLE_CHARS",
     "MAX_SAMPLE_CHARS",
     "MIN_EXAMPLES",
     "Answer",
     "ClassificationExample",
     "ColumnSpec",
     "DataFormat",
+    "DataLimits",
     "DatasetError",
     "DatasetSummary",
     "Example",

@@ -16,34 +16,43 @@ from models.training.datasets.types import (
     TextExample,
     TrainTask,
     check_count,
+    check_example_size,
+    check_row_limit,
 )
 
 
-def parse_causal(text: str, fmt: DataFormat, source: str, columns: ColumnSpec) -> ParsedDataset:
+def parse_causal(
+    text: str, fmt: DataFormat, source: str, columns: ColumnSpec, *, max_rows: int | None = None
+) -> ParsedDataset:
     """A causal-LM dataset from a file's decoded text (``columns.text`` names a JSON field)."""
     if fmt in (DataFormat.JSONL, DataFormat.JSON_RECORDS):
-        header, rows = read_rows(text, fmt, source)
+        header, rows = read_rows(text, fmt, source, max_rows=max_rows)
         return causal_from_rows(rows, header, fmt, source, columns)
     if fmt is DataFormat.SQUAD:
         raise DatasetError(f"{source} is SQuAD JSON; causal LM training needs plain text or JSONL.")
     # Any other text trains as it is; paragraphs (or lines) are the unit for holding out.
     units: list[TextExample] = []
     paragraph: list[str] = []
-    start = 0
+    start = chars = 0
     for number, line in enumerate([*text.split("\n"), ""], start=1):
         if line.strip():
             if not paragraph:
-                start = number
+                start, chars = number, 0
+            chars += len(line) + 1
+            check_example_size(chars, Location(source, line=start))
             paragraph.append(line.rstrip())
         elif paragraph:
-            units.append(TextExample("\n".join(paragraph), Location(source, line=start)))
+            where = Location(source, line=start)
+            check_row_limit(len(units) + 1, max_rows, where)
+            units.append(TextExample("\n".join(paragraph), where))
             paragraph = []
     if len(units) < 2:
-        units = [
-            TextExample(line.rstrip(), Location(source, line=n))
-            for n, line in enumerate(text.split("\n"), start=1)
-            if line.strip()
-        ]
+        units = []
+        for n, line in enumerate(text.split("\n"), start=1):
+            if line.strip():
+                where = Location(source, line=n)
+                check_row_limit(len(units) + 1, max_rows, where)
+                units.append(TextExample(line.rstrip(), where))
     check_count(units, source)
     return ParsedDataset(TrainTask.CAUSAL_LM, DataFormat.TEXT, source, tuple(units))
 
@@ -58,6 +67,7 @@ def causal_from_rows(
         value = row.get(key)
         if not isinstance(value, str):
             raise DatasetError(f"{where.describe()} has no {key!r} string.")
+        check_example_size(len(value), where)
         if value.strip():
             examples.append(TextExample(value, where))
     check_count(examples, source)

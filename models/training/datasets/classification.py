@@ -20,6 +20,8 @@ from models.training.datasets.types import (
     Row,
     TrainTask,
     check_count,
+    check_example_size,
+    check_row_limit,
 )
 
 _TEXT_NAMES = (
@@ -60,7 +62,7 @@ _LABEL_NAMES = (
 
 
 def parse_classification(
-    text: str, fmt: DataFormat, source: str, columns: ColumnSpec
+    text: str, fmt: DataFormat, source: str, columns: ColumnSpec, *, max_rows: int | None = None
 ) -> ParsedDataset:
     """A classification dataset from a file's decoded text."""
     first_line = text.lstrip().split("\n", 1)[0]
@@ -72,9 +74,12 @@ def parse_classification(
             f"{source} looks like {fmt.describe()}, not a table; text classification needs "
             "CSV, TSV or JSONL with a text column and a label column."
         )
-    header, rows = read_rows(text, fmt, source)
     if fmt is DataFormat.TSV and not columns.text and not columns.label:
-        header, rows = _maybe_headerless(text, header, rows, source)
+        first = [name.strip() for name in text.split("\n", 1)[0].split("\t")]
+        if _headerless(first):
+            header, rows = _read_headerless(text, source, max_rows)
+            return classification_from_rows(rows, header, fmt, source, columns)
+    header, rows = read_rows(text, fmt, source, max_rows=max_rows)
     return classification_from_rows(rows, header, fmt, source, columns)
 
 
@@ -104,6 +109,7 @@ def classification_from_rows(
             raise DatasetError(f"{where.describe()} has no text in column {picked.text!r}.")
         if picked.text_pair and not pair:
             raise DatasetError(f"{where.describe()} has no text in column {picked.text_pair!r}.")
+        check_example_size(len(sentence) + len(pair or ""), where)
         examples.append(ClassificationExample(sentence, names.get(label, label), pair, where))
     check_count(examples, source)
     labels = _sort_labels(ex.label for ex in examples)
@@ -121,14 +127,20 @@ def classification_from_rows(
     )
 
 
-def _maybe_headerless(
-    text: str, header: list[str], rows: list[Row], source: str
-) -> tuple[list[str], list[Row]]:
-    """A two-column TSV without a header row (label and text, either order)."""
+def _headerless(first_line: list[str]) -> bool:
+    """Whether a TSV's first line is a row rather than a header: two fields, neither a name
+    we know."""
     known = {n for n in _TEXT_NAMES + _LABEL_NAMES} | {n for p in _PAIR_NAMES for n in p}
-    if len(header) != 2 or any(h.strip().lower() in known for h in header):
-        return header, rows
-    lines = [(n, line) for n, line in enumerate(text.split("\n"), start=1) if line.strip()]
+    return len(first_line) == 2 and not any(h.lower() in known for h in first_line)
+
+
+def _read_headerless(text: str, source: str, max_rows: int | None) -> tuple[list[str], list[Row]]:
+    """A two-column TSV without a header row (label and text, either order)."""
+    lines: list[tuple[int, str]] = []
+    for number, line in enumerate(text.split("\n"), start=1):
+        if line.strip():
+            check_row_limit(len(lines) + 1, max_rows, Location(source, line=number))
+            lines.append((number, line))
     values = [line.split("\t") for _, line in lines]
     distinct = [len({v[i].strip() for v in values if len(v) == 2}) for i in range(2)]
     label_index = 0 if distinct[0] <= distinct[1] else 1

@@ -21,6 +21,8 @@ def detect_format(text: str) -> DataFormat:
             obj = json.loads(text)
         except json.JSONDecodeError:
             return DataFormat.JSONL  # one object a line, or broken: the JSONL parser names the line
+        except RecursionError:  # nested too deep: the reader names the line where it happens
+            return DataFormat.JSON_RECORDS if stripped.startswith("[") else DataFormat.JSONL
         if isinstance(obj, dict) and isinstance(obj.get("data"), list):
             return DataFormat.SQUAD
         if isinstance(obj, list):

@@ -26,10 +26,13 @@ def parse_dataset(
     *,
     filename: str | None = None,
     columns: ColumnSpec | None = None,
+    max_rows: int | None = None,
 ) -> ParsedDataset:
     """Parse and validate a dataset given as raw bytes or a file path.
 
-    ``filename`` is only used in messages (and as a hint); the format is recognised by content.
+    ``filename`` is what messages call the file (a path given without one is called by its
+    name, never its folder); the format is recognised by content. More than ``max_rows``
+    examples are refused as soon as the parser reaches them.
     """
     task = TrainTask.parse(task) if isinstance(task, str) else task
     if isinstance(data, (str, Path)):
@@ -38,11 +41,11 @@ def parse_dataset(
         try:
             raw = path.read_bytes()
         except FileNotFoundError:
-            raise DatasetError(f"The file {str(path)!r} does not exist.") from None
+            raise DatasetError(f"The file {source!r} does not exist.") from None
         except IsADirectoryError:
-            raise DatasetError(f"{str(path)!r} is a folder, not a data file.") from None
+            raise DatasetError(f"{source!r} is a folder, not a data file.") from None
         except OSError as exc:
-            raise DatasetError(f"Couldn't read {str(path)!r}: {exc.strerror}.") from None
+            raise DatasetError(f"Couldn't read {source!r}: {exc.strerror}.") from None
     else:
         raw = data
         source = filename or "the uploaded file"
@@ -50,6 +53,11 @@ def parse_dataset(
         text = decode_text(raw, source, wanted=WANTED)
     except TextDecodeError as exc:
         raise DatasetError(str(exc)) from None
+    del raw  # the text is all that is needed from here (a file may be tens of MB)
     fmt = detect_format(text)
     logger.debug("dataset %s recognised as %s for %s", source, fmt, task)
-    return tasks.task_spec(task).parse_text(text, fmt, source, columns or ColumnSpec())
+    parse = tasks.task_spec(task).parse_text
+    try:
+        return parse(text, fmt, source, columns or ColumnSpec(), max_rows=max_rows)
+    except RecursionError:  # a value nested too deep for the parser (JSON is caught earlier)
+        raise DatasetError(f"{source} nests its values too deeply to read.") from None

@@ -3,11 +3,10 @@ answers (each answer's text must sit at its ``answer_start`` in the context)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from models.training.datasets.rows import read_rows
+from models.training.datasets.rows import parse_json, read_rows
 from models.training.datasets.types import (
     Answer,
     ColumnSpec,
@@ -19,15 +18,19 @@ from models.training.datasets.types import (
     Row,
     TrainTask,
     check_count,
+    check_example_size,
+    check_row_limit,
 )
 
 
-def parse_qa(text: str, fmt: DataFormat, source: str, columns: ColumnSpec) -> ParsedDataset:
+def parse_qa(
+    text: str, fmt: DataFormat, source: str, columns: ColumnSpec, *, max_rows: int | None = None
+) -> ParsedDataset:
     """A QA dataset from a file's decoded text (``columns`` is not used)."""
     if fmt is DataFormat.SQUAD:
-        return _parse_squad(text, source)
+        return _parse_squad(text, source, max_rows)
     if fmt in (DataFormat.JSONL, DataFormat.JSON_RECORDS):
-        header, rows = read_rows(text, fmt, source)
+        header, rows = read_rows(text, fmt, source, max_rows=max_rows)
         return qa_from_rows(rows, header, fmt, source, columns)
     raise DatasetError(
         f"{source} looks like {fmt.describe()}; question answering needs SQuAD JSON "
@@ -48,6 +51,7 @@ def qa_from_rows(
             raise DatasetError(f"{where.describe()} has no question text.")
         if not isinstance(context, str) or not context.strip():
             raise DatasetError(f"{where.describe()} has no context text.")
+        check_example_size(len(question) + len(context), where)
         answers = [] if row.get("is_impossible") else _answers_of(row, where)
         if not answers:
             skipped += 1  # SQuAD 2.0 unanswerable questions: extractive training needs an answer
@@ -71,8 +75,8 @@ def qa_from_rows(
     )
 
 
-def _parse_squad(text: str, source: str) -> ParsedDataset:
-    obj = json.loads(text)
+def _parse_squad(text: str, source: str, max_rows: int | None) -> ParsedDataset:
+    obj = parse_json(text, source)
     rows: list[Row] = []
     for a, article in enumerate(obj["data"], start=1):
         if not isinstance(article, dict) or not isinstance(article.get("paragraphs"), list):
@@ -94,6 +98,7 @@ def _parse_squad(text: str, source: str) -> ParsedDataset:
                     question_id=str(ident) if ident else None,
                     squad_position=None if ident else (a, p, q),
                 )
+                check_row_limit(len(rows) + 1, max_rows, where)
                 rows.append((where, row))
     return qa_from_rows(rows, [], DataFormat.SQUAD, source, ColumnSpec())
 

@@ -17,22 +17,26 @@ from models.training.datasets.types import (
     TokenExample,
     TrainTask,
     check_count,
+    check_example_size,
+    check_row_limit,
 )
 
 _TOKEN_KEYS = ("tokens", "words")
 _TAG_KEYS = ("tags", "ner_tags", "labels", "ner")
 
 
-def parse_tokens(text: str, fmt: DataFormat, source: str, columns: ColumnSpec) -> ParsedDataset:
+def parse_tokens(
+    text: str, fmt: DataFormat, source: str, columns: ColumnSpec, *, max_rows: int | None = None
+) -> ParsedDataset:
     """A token classification dataset from a file's decoded text (``columns`` is not used)."""
     if fmt is DataFormat.CONLL:
-        return _parse_conll(text, source)
+        return _parse_conll(text, source, max_rows)
     if fmt in (DataFormat.JSONL, DataFormat.JSON_RECORDS):
-        header, rows = read_rows(text, fmt, source)
+        header, rows = read_rows(text, fmt, source, max_rows=max_rows)
         return tokens_from_rows(rows, header, fmt, source, columns)
     if fmt in (DataFormat.TSV, DataFormat.TEXT, DataFormat.CSV):
         # Not recognised as CoNLL: parse it as CoNLL anyway so the user learns which line is wrong.
-        return _parse_conll(text, source)
+        return _parse_conll(text, source, max_rows)
     raise DatasetError(
         f"{source} looks like {fmt.describe()}; token classification needs CoNLL "
         "(one 'token ... TAG' per line, blank line between sentences) or JSONL with tokens and tags."
@@ -68,8 +72,18 @@ def tokens_from_rows(
             )
         for tag in tags:
             _check_tag(tag, where)
-        examples.append(TokenExample(tuple(str(t) for t in tokens), tuple(tags), where))
+        words = tuple(_token_text(t, where) for t in tokens)
+        check_example_size(sum(map(len, words)) + len(words), where)
+        examples.append(TokenExample(words, tuple(tags), where))
     return _token_dataset(examples, fmt, source)
+
+
+def _token_text(token: object, where: Location) -> str:
+    if isinstance(token, (list, dict)):
+        raise DatasetError(
+            f"{where.describe()}: each token must be a string, not a list or object."
+        )
+    return str(token)
 
 
 def _check_tag(tag: str, where: Location) -> None:
@@ -84,17 +98,20 @@ def _not_a_tag(tag: str, where: Location) -> DatasetError:
     )
 
 
-def _parse_conll(text: str, source: str) -> ParsedDataset:
+def _parse_conll(text: str, source: str, max_rows: int | None) -> ParsedDataset:
     examples: list[TokenExample] = []
     tokens: list[str] = []
     tags: list[str] = []
+    chars = 0
     start: Location | None = None  # the line a sentence starts on
 
     def flush() -> None:
-        nonlocal tokens, tags
+        nonlocal tokens, tags, chars
         if tokens:
+            assert start is not None
+            check_row_limit(len(examples) + 1, max_rows, start)
             examples.append(TokenExample(tuple(tokens), tuple(tags), start))
-        tokens, tags = [], []
+        tokens, tags, chars = [], [], 0
 
     for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip() or line.startswith("-DOCSTART-"):
@@ -110,6 +127,8 @@ def _parse_conll(text: str, source: str) -> ParsedDataset:
             raise _not_a_tag(fields[-1], Location(source, line=number))
         if not tokens:
             start = Location(source, line=number)
+        chars += len(fields[0]) + 1
+        check_example_size(chars, Location(source, line=number))
         tokens.append(fields[0])
         tags.append(fields[-1])
     flush()

@@ -17,6 +17,9 @@ from typing import Any, ClassVar
 # Minimum examples for training to make any sense; holding out validation needs a few more.
 MIN_EXAMPLES = 2
 MAX_SAMPLE_CHARS = 160
+# The longest one example may be (its text fields together, in characters): far more than any
+# model reads (8,192 tokens at most), so longer is a mistake or an attempt to exhaust memory.
+MAX_EXAMPLE_CHARS = 100_000
 
 
 class DatasetError(ValueError):
@@ -119,6 +122,32 @@ class Location:
 
 
 Row = tuple[Location, dict[str, Any]]  # one record of a table, JSON file or hub split
+
+
+@dataclass(frozen=True)
+class DataLimits:
+    """Bounds on what one data source may hold (None: no bound; the operator's CLI)."""
+
+    max_rows: int | None = None  # rows, records or examples read from one file or split
+    max_bytes: int | None = None  # a hub split's size as the hub reports it
+
+
+def check_row_limit(count: int, max_rows: int | None, where: Location) -> None:
+    """Raise once more than ``max_rows`` rows have been read (``count`` is the row at ``where``)."""
+    if max_rows is not None and count > max_rows:
+        raise DatasetError(
+            f"{where.describe()} goes past the limit of {max_rows:,} examples per data source; "
+            "use fewer rows."
+        )
+
+
+def check_example_size(chars: int, where: Location) -> None:
+    """Raise for an example longer than :data:`MAX_EXAMPLE_CHARS`."""
+    if chars > MAX_EXAMPLE_CHARS:
+        raise DatasetError(
+            f"{where.describe()} is {chars:,} characters long; an example may have at most "
+            f"{MAX_EXAMPLE_CHARS:,}."
+        )
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,6 @@ real one. Reports land in a `RecordingReporter`, model switches in a `FakeModelS
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 from collections.abc import AsyncIterator, Callable
@@ -38,7 +37,14 @@ CSV = "text,label\n" + "".join(f"good thing {i},pos\nbad thing {i},neg\n" for i 
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings.load(env_file=None, data_dir=tmp_path / "data", finetune_max_concurrent=1)
+    # Quotas high enough for the queue tests; tests/bot/finetune/test_tenancy.py tests them.
+    return Settings.load(
+        env_file=None,
+        data_dir=tmp_path / "data",
+        finetune_max_concurrent=1,
+        finetune_max_active_jobs=10,
+        finetune_max_stored_models=10,
+    )
 
 
 @pytest.fixture
@@ -101,7 +107,9 @@ async def test_job_runs_reports_progress_and_posts_the_plot(
     assert job.status == "completed", job.error
     assert job.output_dir == str(settings.models_dir / "1")
     assert job.metrics == {"accuracy": 0.75, "f1": 0.7}
-    assert json.loads((settings.data_dir / "jobs" / "1" / "job.json").read_text())["max_steps"] == 3
+    assert job.params["hyperparameters"]["max_steps"] == 3
+    # Its inputs (the upload, job.json, the worker log) go once it ends (issue 10, item 6).
+    await wait_until(lambda: not (settings.data_dir / "jobs" / "1").exists(), what="cleanup")
     await wait_until(lambda: len(reporter.messages(10)) == 2, what="the completion post")
     status, final = reporter.messages(10)
     assert status.id == job.status_message_id

@@ -11,8 +11,10 @@ from bot.finetune.render import (
     cancel_text,
     completion_text,
     default_text,
+    deleted_text,
     format_job,
     format_job_line,
+    interrupted_text,
     job_list_text,
     promoted_text,
     rollback_text,
@@ -46,7 +48,34 @@ def _model(job_id: int) -> GuildModel:
 
 def test_format_job_hides_local_paths() -> None:
     text = format_job(_job())
-    assert "`tiny-gpt2`" in text and "/srv" not in text and "Failed: Out of memory." in text
+    assert "base tiny-gpt2 ·" in text and "/srv" not in text and "Failed: Out of memory." in text
+
+
+def test_models_show_their_label_and_names_are_escaped() -> None:
+    """Issue 10, items 5 and 6: the stored label, never the folder; markdown in a file name or
+    a label is shown as typed (no bold, no masked link)."""
+    job = _job(
+        base_model="/srv/hfcord/data/models/12",
+        params={"base_model": {"label": "job #12", "job": 12}},
+        data_source="**[win](https://evil.example)**_x_.csv",
+        status=JobStatus.COMPLETED,
+    )
+    for text in (format_job(job), format_job_line(job), interrupted_text(job)):
+        assert "job #12" in text and "/srv" not in text and "data/models" not in text
+    assert r"\*\*\[win](https://evil.example)\*\*\_x\_.csv" in format_job(job)
+    assert "**[" not in format_job_line(job)
+
+
+def test_a_deleted_model_is_said_so() -> None:
+    job = _job(status=JobStatus.COMPLETED, output_dir=None, metrics={"accuracy": 0.5})
+    assert format_job(job).endswith("Its model was deleted.")
+    assert "completed (model deleted)" in format_job_line(job)
+    assert deleted_text(job, 2, 5) == (
+        "Deleted the model of job #3; its record and metrics stay. This server keeps 2 of at "
+        "most 5 fine-tuned models."
+    )
+    kept = _job(status=JobStatus.COMPLETED, output_dir="/m/3")
+    assert format_job(kept).endswith("Serve it here with `/finetune promote job:3`.")
 
 
 def test_running_job_shows_live_progress_over_the_stored_row() -> None:
@@ -102,7 +131,7 @@ def test_option_defaults_read_as_written() -> None:
 def test_lists_and_replies() -> None:
     job = _job(status=JobStatus.CANCELLED)
     assert format_job_line(job) == (
-        "**#3** · cancelled · causal-lm · `tiny-gpt2` · poems.txt · 2025-01-01 00:00 UTC"
+        "**#3** · cancelled · causal-lm · tiny-gpt2 · poems.txt · 2025-01-01 00:00 UTC"
     )
     assert job_list_text([]).startswith("No fine-tuning jobs in this server yet")
     assert job_list_text([job]).startswith("**Fine-tuning jobs (newest first)**\n**#3**")
