@@ -7,47 +7,18 @@ masked links or break the reply's layout.
 from __future__ import annotations
 
 import asyncio
-import time
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.checks import is_admin
 from bot.client import HFCordBot
 from bot.inputs import bounded_text, loading_note, registry_of
-from bot.reply import StreamingReply, defer, send
+from bot.reply import StreamingReply, defer
+from bot.streaming import FINISH_WORDS, StopButton, stream_into
 from bot.text import clip, plain
+from models.results import GenerationStats
 from models.specs import GenerationParams, Task
-
-EDIT_INTERVAL_S = 1.0  # Discord rate-limits message edits; about one a second reads well
-
-
-class StopButton(discord.ui.View):
-    """Ends a generation early; only the person who asked (or an admin) can press it."""
-
-    def __init__(self, owner_id: int) -> None:
-        super().__init__(timeout=None)
-        self.owner_id = owner_id
-        self.cancel = asyncio.Event()
-
-    async def interaction_check(self, interaction: discord.Interaction[HFCordBot]) -> bool:  # type: ignore[override]
-        if interaction.user.id == self.owner_id or is_admin(interaction):
-            return True
-        await send(
-            interaction, "Only the person who started this generation can stop it.", ephemeral=True
-        )
-        return False
-
-    @discord.ui.button(label="Stop", style=discord.ButtonStyle.danger, emoji="⏹️")
-    async def stop_button(
-        self, interaction: discord.Interaction, button: discord.ui.Button[StopButton]
-    ) -> None:
-        self.cancel.set()
-        button.disabled = True
-        button.label = "Stopping…"
-        # Acknowledge the click; the generation loop renders the final text right after.
-        await interaction.response.defer()
 
 
 def render(prompt: str, text: str, footer: str | None = None, *, note: str | None = None) -> str:
@@ -115,38 +86,28 @@ class Generation(commands.Cog):
         view = StopButton(interaction.user.id)
         self._active.add(view.cancel)
         reply = StreamingReply(interaction, view=view, limit=1900)
-        text = ""
-        last_edit = 0.0
         try:
             stream = registry.generate(
                 prompt, params, guild_id=interaction.guild_id, cancel=view.cancel
             )
             note = loading_note(registry, Task.GENERATION, interaction.guild_id)
-            await reply.render(render(prompt, "", note=note))
-            last_edit = time.monotonic()
-            async for piece in stream:
-                text += piece
-                now = time.monotonic()
-                if now - last_edit >= EDIT_INTERVAL_S:
-                    await reply.render(render(prompt, text))
-                    last_edit = now
-            stats = stream.stats
-            assert stats is not None  # set once the stream is exhausted
-            reason = {"length": "hit max_tokens", "stop": "finished", "cancelled": "stopped"}.get(
-                stats.finish_reason, stats.finish_reason
+
+            def final(text: str, stats: GenerationStats) -> str:
+                reason = FINISH_WORDS.get(stats.finish_reason, stats.finish_reason)
+                footer = (
+                    f"{stats.new_tokens} tokens · {stats.seconds:.1f} s · {reason}{capped} · "
+                    + plain(stats.model_name)
+                )
+                return render(prompt, text, footer)
+
+            await stream_into(
+                reply,
+                stream,
+                first=render(prompt, "", note=note),
+                partial=lambda text: render(prompt, text),
+                final=final,
+                failed=lambda text: render(prompt, text, "generation failed"),
             )
-            footer = (
-                f"{stats.new_tokens} tokens · {stats.seconds:.1f} s · {reason}{capped} · "
-                + plain(stats.model_name)
-            )
-            await reply.render(render(prompt, stats.text or text, footer), final=True)
-        except BaseException:
-            if reply.rendered:  # take the Stop button away from a reply that will not grow
-                try:
-                    await reply.render(render(prompt, text, "generation failed"), final=True)
-                except discord.HTTPException:
-                    pass
-            raise
         finally:
             view.stop()
             self._active.discard(view.cancel)

@@ -1,0 +1,126 @@
+"""Streaming a generation into Discord with a Stop button: the one path /generate and chat use.
+
+A :class:`StopButton` sets a cancel flag the generation reads between tokens; :func:`stream_into`
+reads a :class:`~models.streams.GenerationStream` and renders it into a growing reply
+(``bot.reply.StreamingReply`` for an interaction, ``ChannelStreamingReply`` for an answer to a
+message) about once a second, then once more, final and without the button. What each render
+shows is the caller's: the functions it passes format the partial text, the final text with
+its stats, and what is left when generation fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+import discord
+
+from bot.checks import is_admin
+from bot.reply import send
+
+if TYPE_CHECKING:
+    from bot.client import HFCordBot
+    from models.results import GenerationStats
+    from models.streams import GenerationStream
+
+EDIT_INTERVAL_S = 1.0  # Discord rate-limits message edits; about one a second reads well
+# How a generation ended, as footers say it.
+FINISH_WORDS = {"length": "hit max_tokens", "stop": "finished", "cancelled": "stopped"}
+
+
+class StopButton(discord.ui.View):
+    """Ends a generation early; only the person who asked (or an admin) can press it."""
+
+    def __init__(self, owner_id: int) -> None:
+        super().__init__(timeout=None)
+        self.owner_id = owner_id
+        self.cancel = asyncio.Event()
+
+    async def interaction_check(self, interaction: discord.Interaction[HFCordBot]) -> bool:  # type: ignore[override]
+        if interaction.user.id == self.owner_id or is_admin(interaction):
+            return True
+        await send(
+            interaction, "Only the person who started this generation can stop it.", ephemeral=True
+        )
+        return False
+
+    @discord.ui.button(label="Stop", style=discord.ButtonStyle.danger, emoji="⏹️")
+    async def stop_button(
+        self, interaction: discord.Interaction, button: discord.ui.Button[StopButton]
+    ) -> None:
+        self.cancel.set()
+        button.disabled = True
+        button.label = "Stopping…"
+        # Acknowledge the click; the generation loop renders the final text right after.
+        await interaction.response.defer()
+
+
+class GrowingReply(Protocol):
+    """What :func:`stream_into` renders into (``bot.reply``'s streaming replies)."""
+
+    rendered: list[str]
+
+    async def render(self, text: str, *, final: bool = False) -> None: ...
+
+
+@dataclass(frozen=True)
+class Streamed:
+    """A finished stream: the ``text`` shown, its ``stats``, and whether ``cut`` ended it."""
+
+    text: str
+    stats: GenerationStats
+    cut: bool
+
+
+async def stream_into(
+    reply: GrowingReply,
+    stream: GenerationStream,
+    *,
+    first: str,
+    partial: Callable[[str], str],
+    final: Callable[[str, GenerationStats], str],
+    failed: Callable[[str], str],
+    cut: Callable[[str], str | None] | None = None,
+    cancel: asyncio.Event | None = None,
+    interval: float = EDIT_INTERVAL_S,
+) -> Streamed:
+    """Render ``first`` (e.g. a loading note), then the text as it grows (``partial``), then
+    ``final``. ``cut`` may end the text early: it returns the text to keep once the rest is not
+    wanted (e.g. a base model writing the next speaker's line), and ``cancel`` is then set so
+    generation stops. If anything fails after a render, ``failed`` replaces the reply (taking
+    the Stop button away) before the error goes on.
+    """
+    text = ""
+    was_cut = False
+    try:
+        await reply.render(first)
+        last_edit = time.monotonic()
+        async for piece in stream:
+            if was_cut:
+                continue  # generation stops at its next token
+            text += piece
+            if cut is not None:
+                kept = cut(text)
+                if kept is not None:
+                    text, was_cut = kept, True
+                    if cancel is not None:
+                        cancel.set()
+            now = time.monotonic()
+            if now - last_edit >= interval:
+                await reply.render(partial(text))
+                last_edit = now
+        stats = stream.stats
+        assert stats is not None  # set once the stream is exhausted
+        shown = text if was_cut else (stats.text or text)
+        await reply.render(final(shown, stats), final=True)
+        return Streamed(shown, stats, was_cut)
+    except BaseException:
+        if reply.rendered:
+            try:
+                await reply.render(failed(text), final=True)
+            except discord.HTTPException:
+                pass
+        raise
