@@ -222,13 +222,17 @@ async def send_to_channel(
     embed: discord.Embed | None = None,
     file: discord.File | None = None,
     view: discord.ui.View | None = None,
+    reference: discord.Message | None = None,
 ) -> discord.Message:
-    """Post to a channel (for messages that outlive an interaction's 15-minute token)."""
+    """Post to a channel (for messages that outlive an interaction's 15-minute token, and
+    answers to messages); the first part replies to ``reference`` (without pinging)."""
     chunks = _clean(split_message(content)) if content else []
     parts: list[str | None] = list(chunks) or [None]
     message: discord.Message | None = None
     for index, chunk in enumerate(parts):
         kwargs: dict[str, Any] = {"allowed_mentions": NO_MENTIONS}
+        if index == 0 and reference is not None:
+            kwargs["reference"] = reference.to_reference(fail_if_not_exists=False)
         if index == len(parts) - 1:
             if embed is not None:
                 kwargs["embed"] = embed

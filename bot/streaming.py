@@ -81,14 +81,14 @@ async def stream_into(
     *,
     first: str,
     partial: Callable[[str], str],
-    final: Callable[[str, GenerationStats], str],
+    final: Callable[[Streamed], str],
     failed: Callable[[str], str],
     cut: Callable[[str], str | None] | None = None,
     cancel: asyncio.Event | None = None,
     interval: float = EDIT_INTERVAL_S,
 ) -> Streamed:
     """Render ``first`` (e.g. a loading note), then the text as it grows (``partial``), then
-    ``final``. ``cut`` may end the text early: it returns the text to keep once the rest is not
+    ``final`` (from the finished stream). ``cut`` may end the text early: it returns the text to keep once the rest is not
     wanted (e.g. a base model writing the next speaker's line), and ``cancel`` is then set so
     generation stops. If anything fails after a render, ``failed`` replaces the reply (taking
     the Stop button away) before the error goes on.
@@ -114,9 +114,9 @@ async def stream_into(
                 last_edit = now
         stats = stream.stats
         assert stats is not None  # set once the stream is exhausted
-        shown = text if was_cut else (stats.text or text)
-        await reply.render(final(shown, stats), final=True)
-        return Streamed(shown, stats, was_cut)
+        streamed = Streamed(text if was_cut else (stats.text or text), stats, was_cut)
+        await reply.render(final(streamed), final=True)
+        return streamed
     except BaseException:
         if reply.rendered:
             try:

@@ -15,9 +15,8 @@ from discord.ext import commands
 from bot.client import HFCordBot
 from bot.inputs import bounded_text, loading_note, registry_of
 from bot.reply import StreamingReply, defer
-from bot.streaming import FINISH_WORDS, StopButton, stream_into
+from bot.streaming import FINISH_WORDS, StopButton, Streamed, stream_into
 from bot.text import clip, plain
-from models.results import GenerationStats
 from models.specs import GenerationParams, Task
 
 
@@ -92,13 +91,14 @@ class Generation(commands.Cog):
             )
             note = loading_note(registry, Task.GENERATION, interaction.guild_id)
 
-            def final(text: str, stats: GenerationStats) -> str:
+            def final(streamed: Streamed) -> str:
+                stats = streamed.stats
                 reason = FINISH_WORDS.get(stats.finish_reason, stats.finish_reason)
                 footer = (
                     f"{stats.new_tokens} tokens · {stats.seconds:.1f} s · {reason}{capped} · "
                     + plain(stats.model_name)
                 )
-                return render(prompt, text, footer)
+                return render(prompt, streamed.text, footer)
 
             await stream_into(
                 reply,
