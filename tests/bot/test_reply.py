@@ -171,7 +171,8 @@ async def test_a_channel_reply_grows_as_a_chain_of_replies_without_mentions() ->
     # The first part replies to the trigger, each later part to the part before it.
     parents = [99] + [m.id for m in growing.messages[:-1]]
     assert [s["reference"] for s in sends] == [("reference", p) for p in parents]
-    assert all("view" in kwargs for kwargs in sends)  # Stop sits on the newest part
+    # Stop sits on the newest part: the first while alone, then the last.
+    assert ["view" in kwargs for kwargs in sends] == [True] + [False] * (len(sends) - 2) + [True]
     final_edits = [kwargs for name, kwargs in calls if name == "message.edit"][-1:]
     assert final_edits and final_edits[0]["view"] is None  # and goes once the reply is final
     unchained = reply.ChannelStreamingReply(FakeChannel(), limit=1900)  # type: ignore[arg-type]
