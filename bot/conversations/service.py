@@ -69,8 +69,12 @@ class Conversations:
         self.slots = ServerSlots(limits.max_active_per_server)
         self.locks = ChannelLocks()
         self.throttle = NoteThrottle()
+        # No repetition penalty: over a conversation it would push the model away from the
+        # very words it should remember (names, facts said earlier).
         self.params = GenerationParams(
-            max_new_tokens=limits.max_new_tokens, temperature=limits.temperature
+            max_new_tokens=limits.max_new_tokens,
+            temperature=limits.temperature,
+            repetition_penalty=1.0,
         )
 
     async def prepare(
