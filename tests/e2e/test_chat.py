@@ -364,3 +364,27 @@ async def _reply_to(emu: DiscordEmulator, message: SimMessage) -> SimMessage:
 
     await wait_until(lambda: bool(found()), what=f"the bot's reply to {message.id}")
     return found()[0]
+
+
+async def test_attachments_are_read_or_named_and_chats_live_in_text_channels(
+    emu: DiscordEmulator, run_bot: BotRunner, chat_settings: Settings, registry: RecordingRegistry
+) -> None:
+    async with run_bot(chat_settings, registry=registry):
+        notes = emu.attachment("notes.txt", "Owls can turn their heads 270 degrees.")
+        picture = emu.attachment("owl.png", b"\x89PNG\r\n\x1a\n" + bytes(16))
+        asked = await emu.post_message(
+            emu.channel,
+            emu.member,
+            f"{emu.bot_user.mention} Look at these",
+            attachments=[notes, picture],
+        )
+        answer = await next_answer(emu, emu.channel, asked)
+        assert "not read: owl.png" in answer.content
+
+        refused = await emu.slash("chat", {"message": "Here?"}, channel=emu.thread)
+        await refused.final()
+        assert refused.ephemeral and "isn't a chat" in refused.text
+    (only,) = registry.requests
+    turn = only.messages[-1].content
+    assert turn.startswith("Member: Look at these\n[notes.txt]\nOwls can turn their heads")
+    assert turn.endswith("[attachments not read: owl.png]")
