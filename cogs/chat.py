@@ -76,7 +76,6 @@ class Chat(commands.Cog):
         self.records = bot.conversations.records
         self.reader = MessageReader(bot, max_attachment_chars=bot.settings.max_input_chars)
         self._active: set[asyncio.Event] = set()
-        self._told_no_dms: set[int] = set()
 
     async def cog_unload(self) -> None:
         for cancel in self._active:
@@ -230,10 +229,7 @@ class Chat(commands.Cog):
                 return None
             if self.bot.settings.allow_dms:
                 return "dm"
-            if message.author.id not in self._told_no_dms:
-                self._told_no_dms.add(message.author.id)
-                await self._note(message, NO_DMS)
-            return None
+            raise UserFacingError(NO_DMS)
         mentioned = any(user.id == bot_id for user in message.mentions)
         resolved = message.reference.resolved if message.reference is not None else None
         replied = isinstance(resolved, discord.Message) and resolved.author.id == bot_id

@@ -250,11 +250,14 @@ async def test_direct_messages_when_allowed_and_a_note_when_not(
 
         closed = dm.messages[-1]
         async with run_bot(settings.model_copy(update={"allow_dms": False}), registry=registry):
-            for text in ("anyone there?", "hello?"):
-                await emu.post_message(dm, emu.member, text)
+            await emu.post_message(dm, emu.member, "anyone there?")
+            second = await emu.post_message(dm, emu.member, "hello?")
             await wait_until(
-                lambda: any("direct messages" in m.content for m in dm.messages),
-                what="the note that DMs are off",
+                lambda: (
+                    any("direct messages" in m.content for m in dm.messages)
+                    and bool(second.reactions)
+                ),
+                what="the note that DMs are off, then a reaction",
             )
             asked_more = await emu.post_message(
                 emu.channel, emu.member, emu.bot_user.mention + " hi"
