@@ -11,8 +11,10 @@ its stats, and what is left when generation fails.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -26,7 +28,12 @@ if TYPE_CHECKING:
     from models.results import GenerationStats
     from models.streams import GenerationStream
 
+log = logging.getLogger(__name__)
+
 EDIT_INTERVAL_S = 1.0  # Discord rate-limits message edits; about one a second reads well
+# When the bot closes, running generations are stopped and get this long to post their final
+# text (the Stop button removed) before the connection to Discord closes.
+CLOSE_GRACE_S = 5.0
 # How a generation ended, as footers say it.
 FINISH_WORDS = {"length": "hit max_tokens", "stop": "finished", "cancelled": "stopped"}
 
@@ -56,6 +63,45 @@ class StopButton(discord.ui.View):
         button.label = "Stopping…"
         # Acknowledge the click; the generation loop renders the final text right after.
         await interaction.response.defer()
+
+
+class ActiveGenerations:
+    """The generations a cog is streaming, so that closing the bot ends them cleanly.
+
+    discord.py unloads cogs before it closes its HTTP session (``bot.close()``): a cog's
+    ``cog_unload`` awaits :meth:`stop_all`, which sets every cancel flag and waits (at most
+    ``CLOSE_GRACE_S``) for their final renders, so no reply keeps a Stop button that no longer
+    works and no edit meets a closed session.
+    """
+
+    def __init__(self) -> None:
+        self._cancels: set[asyncio.Event] = set()
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def __len__(self) -> int:
+        return len(self._cancels)
+
+    @contextmanager
+    def track(self, cancel: asyncio.Event) -> Iterator[None]:
+        """Count a generation (its ``cancel`` flag) as running in the block."""
+        self._cancels.add(cancel)
+        self._idle.clear()
+        try:
+            yield
+        finally:
+            self._cancels.discard(cancel)
+            if not self._cancels:
+                self._idle.set()
+
+    async def stop_all(self, grace_s: float = CLOSE_GRACE_S) -> None:
+        """Stop every generation and wait for them to post their final text."""
+        for cancel in self._cancels:
+            cancel.set()
+        try:
+            await asyncio.wait_for(self._idle.wait(), grace_s)
+        except TimeoutError:
+            log.warning("%d generation(s) did not end within %.0f s of closing", len(self), grace_s)
 
 
 class GrowingReply(Protocol):

@@ -36,7 +36,10 @@ async def fetch_attachment(
         kinds = " or ".join(sorted(suffixes))
         raise UploadError(f"Upload a {kinds} file; `{name}` is not one.")
     if attachment.size > max_bytes:
-        raise UploadError(f"`{name}` is {_size(attachment.size)}; the limit is {_size(max_bytes)}.")
+        size, limit = _size(attachment.size), _size(max_bytes)
+        if size == limit:  # just over the limit: rounding would make them read the same
+            size, limit = f"{attachment.size:,} bytes", f"{max_bytes:,} bytes"
+        raise UploadError(f"`{name}` is {size}; the limit is {limit}.")
     if attachment.size == 0:
         raise UploadError(f"`{name}` is empty.")
     try:

@@ -33,7 +33,7 @@ from bot.conversations import Conversation, MessageReader
 from bot.errors import UserFacingError, describe_error
 from bot.inputs import bounded_text, loading_note, registry_of
 from bot.reply import ChannelStreamingReply, send, send_to_channel
-from bot.streaming import FINISH_WORDS, StopButton, Streamed, stream_into
+from bot.streaming import FINISH_WORDS, ActiveGenerations, StopButton, Streamed, stream_into
 from bot.text import clip, plain
 from models.specs import Task
 
@@ -75,11 +75,10 @@ class Chat(commands.Cog):
         self.conversations = bot.conversations
         self.records = bot.conversations.records
         self.reader = MessageReader(bot, max_attachment_chars=bot.settings.max_input_chars)
-        self._active: set[asyncio.Event] = set()
+        self._active = ActiveGenerations()
 
     async def cog_unload(self) -> None:
-        for cancel in self._active:
-            cancel.set()
+        await self._active.stop_all()  # before discord.py closes its session
 
     # -- /chat ---------------------------------------------------------------------------
 
@@ -315,12 +314,36 @@ class Chat(commands.Cog):
     ) -> None:
         """Read the conversation ending at ``upto``, fit it to the model and stream the answer
         into ``channel``; the reply's placeholder is removed again if no answer came."""
-        registry = registry_of(self.bot)
         view = StopButton(owner_id)
-        self._active.add(view.cancel)
         reply = ChannelStreamingReply(
             channel, reference=reply_to, chain=source == "chain", view=view, limit=1900
         )
+        try:
+            with self._active.track(view.cancel):
+                await self._stream_answer(
+                    channel,
+                    reply,
+                    view.cancel,
+                    upto=upto,
+                    guild_id=guild_id,
+                    conversation=conversation,
+                    source=source,
+                )
+        finally:
+            view.stop()
+
+    async def _stream_answer(
+        self,
+        channel: discord.abc.Messageable,
+        reply: ChannelStreamingReply,
+        cancel: asyncio.Event,
+        *,
+        upto: discord.Message | None,
+        guild_id: int | None,
+        conversation: Conversation | None,
+        source: Source,
+    ) -> None:
+        registry = registry_of(self.bot)
         written: list[str] = []  # what the model wrote before a failure
         try:
             limit = self.bot.settings.chat_max_messages
@@ -367,7 +390,7 @@ class Chat(commands.Cog):
                 written.append(text)
                 return render_reply(text, "generation failed")
 
-            stream = registry.stream(prepared.request, guild_id, view.cancel)
+            stream = registry.stream(prepared.request, guild_id, cancel)
             streamed = await stream_into(
                 reply,
                 stream,
@@ -376,7 +399,7 @@ class Chat(commands.Cog):
                 final=final,
                 failed=failed,
                 cut=prepared.cut,
-                cancel=view.cancel,
+                cancel=cancel,
             )
             if conversation is not None:
                 await self.records.answered_by(conversation.thread_id, streamed.stats.model_name)
@@ -384,9 +407,6 @@ class Chat(commands.Cog):
             if not any(text.strip() for text in written):
                 await _delete(reply.messages)  # no answer came: leave no placeholder behind
             raise
-        finally:
-            view.stop()
-            self._active.discard(view.cancel)
 
     def _bot_name(self, channel: discord.abc.Messageable) -> str:
         guild = getattr(channel, "guild", None)

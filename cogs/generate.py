@@ -6,8 +6,6 @@ masked links or break the reply's layout.
 
 from __future__ import annotations
 
-import asyncio
-
 import discord
 from discord import app_commands
 from discord.ext import commands
@@ -15,7 +13,7 @@ from discord.ext import commands
 from bot.client import HFCordBot
 from bot.inputs import bounded_text, loading_note, registry_of
 from bot.reply import StreamingReply, defer
-from bot.streaming import FINISH_WORDS, StopButton, Streamed, stream_into
+from bot.streaming import FINISH_WORDS, ActiveGenerations, StopButton, Streamed, stream_into
 from bot.text import clip, plain
 from models.specs import GenerationParams, Task
 
@@ -34,11 +32,10 @@ def render(prompt: str, text: str, footer: str | None = None, *, note: str | Non
 class Generation(commands.Cog):
     def __init__(self, bot: HFCordBot) -> None:
         self.bot = bot
-        self._active: set[asyncio.Event] = set()
+        self._active = ActiveGenerations()
 
     async def cog_unload(self) -> None:
-        for cancel in self._active:
-            cancel.set()
+        await self._active.stop_all()  # before discord.py closes its session
 
     @app_commands.command(name="generate")
     @app_commands.describe(
@@ -83,34 +80,33 @@ class Generation(commands.Cog):
         registry = registry_of(self.bot)
 
         view = StopButton(interaction.user.id)
-        self._active.add(view.cancel)
         reply = StreamingReply(interaction, view=view, limit=1900)
         try:
-            stream = registry.generate(
-                prompt, params, guild_id=interaction.guild_id, cancel=view.cancel
-            )
-            note = loading_note(registry, Task.GENERATION, interaction.guild_id)
-
-            def final(streamed: Streamed) -> str:
-                stats = streamed.stats
-                reason = FINISH_WORDS.get(stats.finish_reason, stats.finish_reason)
-                footer = (
-                    f"{stats.new_tokens} tokens · {stats.seconds:.1f} s · {reason}{capped} · "
-                    + plain(stats.model_name)
+            with self._active.track(view.cancel):
+                stream = registry.generate(
+                    prompt, params, guild_id=interaction.guild_id, cancel=view.cancel
                 )
-                return render(prompt, streamed.text, footer)
+                note = loading_note(registry, Task.GENERATION, interaction.guild_id)
 
-            await stream_into(
-                reply,
-                stream,
-                first=render(prompt, "", note=note),
-                partial=lambda text: render(prompt, text),
-                final=final,
-                failed=lambda text: render(prompt, text, "generation failed"),
-            )
+                def final(streamed: Streamed) -> str:
+                    stats = streamed.stats
+                    reason = FINISH_WORDS.get(stats.finish_reason, stats.finish_reason)
+                    footer = (
+                        f"{stats.new_tokens} tokens · {stats.seconds:.1f} s · {reason}{capped}"
+                        f" · {plain(stats.model_name)}"
+                    )
+                    return render(prompt, streamed.text, footer)
+
+                await stream_into(
+                    reply,
+                    stream,
+                    first=render(prompt, "", note=note),
+                    partial=lambda text: render(prompt, text),
+                    final=final,
+                    failed=lambda text: render(prompt, text, "generation failed"),
+                )
         finally:
             view.stop()
-            self._active.discard(view.cancel)
 
 
 async def setup(bot: HFCordBot) -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from bot.text import clip, quote, sentence_around
-from bot.uploads import UploadError, decode_upload
+from bot.uploads import UploadError, decode_upload, fetch_attachment
 
 
 def test_decode_accepts_bom_and_crlf() -> None:
@@ -45,3 +45,21 @@ def test_sentence_around_finds_the_answer_sentence() -> None:
 def test_quote_and_clip() -> None:
     assert quote("a\n\nb") == "> a\n>\n> b"
     assert clip("abcdef", 4) == "abc…" and clip("abc", 4) == "abc"
+
+
+class _Attachment:
+    """What fetch_attachment reads of a discord.Attachment."""
+
+    def __init__(self, filename: str, size: int) -> None:
+        self.filename, self.size = filename, size
+
+    async def read(self) -> bytes:
+        return b"x" * self.size
+
+
+async def test_a_file_just_over_the_limit_says_so_in_bytes() -> None:
+    with pytest.raises(UploadError) as caught:
+        await fetch_attachment(_Attachment("big.txt", 1_000_001), max_bytes=1_000_000)  # type: ignore[arg-type]
+    assert str(caught.value) == "`big.txt` is 1,000,001 bytes; the limit is 1,000,000 bytes."
+    with pytest.raises(UploadError, match=r"is 2\.0 MB; the limit is 1\.0 MB"):
+        await fetch_attachment(_Attachment("big.txt", 2_000_000), max_bytes=1_000_000)  # type: ignore[arg-type]

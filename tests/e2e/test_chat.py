@@ -7,6 +7,7 @@ asked: the turns in order, with their roles and names.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -391,3 +392,31 @@ async def test_attachments_are_read_or_named_and_chats_live_in_text_channels(
     turn = only.messages[-1].content
     assert turn.startswith("Member: Look at these\n[notes.txt]\nOwls can turn their heads")
     assert turn.endswith("[attachments not read: owl.png]")
+
+
+async def test_closing_mid_answer_ends_the_reply_before_the_connection_closes(
+    emu: DiscordEmulator,
+    run_bot: BotRunner,
+    make_settings: Callable[..., Settings],
+    tiny_chat_gpt2_dir: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING)
+    settings = make_settings(generation_model=str(tiny_chat_gpt2_dir), max_new_tokens=900)
+    async with run_bot(settings) as bot:
+        asked = await emu.post_message(emu.channel, emu.member, f"{emu.bot_user.mention} Talk.")
+        await wait_until(
+            lambda: any(
+                m.reference_id == asked.id and m.buttons and "…" not in m.content
+                for m in emu.channel.messages
+            ),
+            timeout=60,
+            what="the answer streaming",
+        )
+        await bot.close()  # what SIGTERM does
+    answer = next(m for m in emu.channel.messages if m.reference_id == asked.id)
+    parts = [m for m in emu.channel.messages if m.author is emu.bot_user]
+    assert all(m.buttons == [] for m in parts), "a Stop button outlived the bot"
+    assert "stopped" in parts[-1].content and answer in parts
+    problems = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert problems == [], [r.getMessage() for r in problems]
