@@ -102,8 +102,7 @@ async def _run(settings: Settings, token: str) -> int:
             )
             return 1
         except discord.PrivilegedIntentsRequired:
-            log.error("Discord refused the gateway intents; see README.md, 'Intents'.")
-            return 1
+            return 1  # HFCordBot.connect logged what to change
         except (OSError, aiohttp.ClientError) as exc:
             log.error("Could not reach Discord (%s); check this machine's network.", exc)
             return 1

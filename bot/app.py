@@ -1,4 +1,5 @@
-"""The composition root: settings -> store -> registry, usage limiter -> fine-tuning manager -> bot.
+"""The composition root: settings -> store -> registry, usage limiter, conversations ->
+fine-tuning manager -> bot.
 
 `open_app` opens each service, hands them to the bot, and closes them in reverse order; it
 also starts the fine-tuning manager (cogs never start or close services).
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from bot.client import HFCordBot
 from bot.contexts import ContextStore
+from bot.conversations import ChatLimits, ConversationRecords, Conversations
 from bot.settings import Settings
 from bot.store import Store
 from bot.usage import UsageLimiter, UsageLimits
@@ -64,6 +66,10 @@ async def open_app(
             registry=registry,
             jobs=jobs,
             usage=UsageLimiter(UsageLimits.from_settings(settings)),
+            conversations=Conversations(
+                ConversationRecords(store, default_persona=settings.system_prompt),
+                ChatLimits.from_settings(settings),
+            ),
             extensions=extensions,
             sync_commands=sync_commands,
         )

@@ -1,5 +1,5 @@
-"""The Bot subclass: owns settings, store, the model registry and the usage limiter; loads the
-cogs."""
+"""The Bot subclass: owns settings, store, the model registry, the usage limiter and the
+conversations service; loads the cogs."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from discord.ext import commands
 
 import cogs
 from bot.contexts import ContextStore
+from bot.conversations import ChatLimits, ConversationRecords, Conversations
 from bot.errors import HFCordTree
 from bot.reply import NO_MENTIONS
 from bot.settings import Settings
@@ -25,6 +26,13 @@ if TYPE_CHECKING:
     from models.registry import ModelRegistry
 
 log = logging.getLogger(__name__)
+
+# The one line an operator sees when Discord refuses the intent (gateway close code 4014).
+INTENT_REFUSED = (
+    "Discord refused the Message Content intent (gateway close 4014): switch it on for this "
+    "application in the Developer Portal (Bot > Privileged Gateway Intents > Message Content "
+    "Intent), or set HFCORD_MESSAGE_CONTENT_INTENT=false."
+)
 
 
 def discover_extensions() -> list[str]:
@@ -48,13 +56,18 @@ class HFCordBot(commands.Bot):
         registry: ModelRegistry | None = None,
         jobs: FineTuneManager | None = None,
         usage: UsageLimiter | None = None,
+        conversations: Conversations | None = None,
         extensions: Sequence[str] | None = None,
         sync_commands: bool = True,
     ) -> None:
-        # Slash commands and context menus only: no privileged intents are needed
-        # (interactions carry the message they target). hfcord has no voice features, so
-        # discord.py's warnings about missing voice libraries would only alarm operators.
+        # Slash commands, context menus (interactions carry the message they target) and
+        # conversations: message events arrive with the default intents, their content only for
+        # messages that mention the bot, replies that ping it and DMs unless the privileged
+        # Message Content intent is on (HFCORD_MESSAGE_CONTENT_INTENT; README, "Conversations").
+        # hfcord has no voice features, so discord.py's warnings about missing voice libraries
+        # would only alarm operators.
         intents = discord.Intents.default()
+        intents.message_content = settings.message_content_intent
         intents.voice_states = False
         discord.VoiceClient.warn_nacl = False
         discord.VoiceClient.warn_dave = False
@@ -72,6 +85,11 @@ class HFCordBot(commands.Bot):
         self.jobs = jobs  # started and closed by bot.app.open_app
         # Every model request of a user goes through it (fair use, bot/usage.py).
         self.usage = usage or UsageLimiter(UsageLimits.from_settings(settings))
+        # Chat threads, mentions, replies and personas (bot/conversations/).
+        self.conversations = conversations or Conversations(
+            ConversationRecords(store, default_persona=settings.system_prompt),
+            ChatLimits.from_settings(settings),
+        )
         self.extension_names = list(extensions) if extensions is not None else None
         self.sync_commands = sync_commands
         self.loaded_extensions: list[str] = []
@@ -97,6 +115,17 @@ class HFCordBot(commands.Bot):
             self.tree.copy_global_to(guild=guild)
             synced = await self.tree.sync(guild=guild)
             log.info("synced %d command(s) to dev guild %s", len(synced), guild.id)
+
+    async def connect(self, *, reconnect: bool = True) -> None:
+        try:
+            await super().connect(reconnect=reconnect)
+        except discord.PrivilegedIntentsRequired:
+            log.error(INTENT_REFUSED)
+            raise
+
+    async def on_message(self, message: discord.Message, /) -> None:
+        """No prefix commands: messages are the conversations cog's (cogs/chat.py), which
+        listens for them itself."""
 
     async def on_ready(self) -> None:
         assert self.user is not None

@@ -5,10 +5,15 @@ as they arrive, streamed edits included. Lines starting with `:` control the pla
 With standard input not a terminal, it runs one command per line and exits when the last
 reply is final (exit 1 if a command could not run or got no answer).
 
+Conversations: `/chat message: ...` opens a thread and the playground follows into it;
+`:say TEXT` posts as the current user, `:mention TEXT` the same mentioning the bot, `:reply TEXT`
+replies to the bot's last message here; the playground waits for the bot's answer, if one comes.
+
 The emulated world (servers, channels, threads, users, roles) is made once per data folder and
-saved there (`playground-world.json`), so what the bot stored for a channel or server (contexts,
-fine-tuning jobs, promoted models) is there again in the next run, as on Discord. `--reset` or
-`:reset` starts a new world on purpose.
+saved there (`playground-world.json`, again when the session ends, with the threads chats
+opened), so what the bot stored for a channel or server (contexts, chats, personas, fine-tuning
+jobs, promoted models) is there again in the next run, as on Discord. `--reset` or `:reset`
+starts a new world on purpose.
 """
 
 from __future__ import annotations
@@ -45,6 +50,9 @@ log = logging.getLogger(__name__)
 
 EXIT_USAGE = 2
 WORLD_FILE = "playground-world.json"  # in the data folder
+DM_CHANNEL = "dm"  # Session.channel_name of the current user's DM with the bot
+ANSWER_START_S = 1.5  # after a message, how long to wait for the bot to start answering
+ANSWER_QUIET_S = 0.3  # an answer is final once its Stop button is gone and it is this quiet
 
 HELP = """\
 Type a command as in Discord:
@@ -53,12 +61,17 @@ Type a command as in Discord:
   /context set text: The Eiffel Tower is in Paris.
   /ask question: Where is the Eiffel Tower?
   /generate prompt: Tell me a story max_tokens: 40
+  /chat message: Hi! Who are you?       (opens a thread; the playground follows into it)
   /context upload file: ./notes.txt     (attachment options take a path)
 Options are `name: value`; a value runs until the next option name.
 Playground controls:
   :as admin | :as member        act as the server admin or a plain member
-  :in general | :in thread | :in other   run commands in #general, its thread, or another server
-  :say TEXT                     post a message as the current user
+  :in general | :in thread | :in other | :in dm
+                                go to #general, its thread, another server, or your DM with the bot
+  :say TEXT                     post a message as the current user (answered in a chat thread
+                                when HFCORD_MESSAGE_CONTENT_INTENT is on, and in DMs when allowed)
+  :mention TEXT                 the same, mentioning the bot (always answered)
+  :reply TEXT                   reply to the bot's last message here (answered)
   :menu NAME                    run a message action (e.g. Analyze sentiment) on the last :say
   :click LABEL                  click a button (e.g. Stop) on the newest message showing it
   :reset                        discard this world (servers, channels, users) and start anew
@@ -151,6 +164,7 @@ class Playground:
         self.reset = reset  # start in a new world, discarding the saved one
         self.out: TextIO = sys.stdout
         self.emu: DiscordEmulator
+        self._last_bot_activity = 0.0  # loop time of the bot's last message create or edit
 
     @property
     def world_path(self) -> Path:
@@ -216,7 +230,13 @@ class Playground:
                                 f"{self.world_path}; :reset for a new one). "
                                 "Type /help for the bot's commands, :help for the playground's."
                             )
-                        return await self._loop(stdin)
+                        try:
+                            return await self._loop(stdin)
+                        finally:
+                            # Keep threads opened this session (chats) for the next run.
+                            await asyncio.to_thread(
+                                save_world, self.world_path, emu.state, emu.world
+                            )
 
     async def _loop(self, stdin: TextIO) -> Outcome:
         loop = asyncio.get_running_loop()
@@ -279,6 +299,11 @@ class Playground:
             bypass_permissions=True,  # as a server admin may allow; the bot's checks still apply
         )
         await self._await_final(inter)
+        thread = inter.original.thread if inter.original is not None else None
+        if thread is not None and not inter.failed:
+            # /chat opened a thread: go on there, as Discord's client does.
+            self.session.channel_name = thread.name
+            self._print(f"Now in #{thread.name} (the chat's thread).")
 
     async def _await_final(self, inter: SimInteraction) -> None:
         try:
@@ -303,16 +328,27 @@ class Playground:
         elif word == "as" and rest in ("admin", "member"):
             self.session.user_name = rest
             self._print(f"You are now {rest}.")
-        elif word == "in" and rest in ("general", "thread", "other"):
+        elif word == "in" and rest in ("general", "thread", "other", "dm"):
             self.session.channel_name = {
                 "general": emu.channel.name,
                 "thread": emu.thread.name,
                 "other": emu.other_channel.name,
+                "dm": DM_CHANNEL,
             }[rest]
-            self._print(f"Now in #{self.session.channel_name}.")
-        elif word == "say" and rest:
-            self.session.last_said = await emu.post_message(self._channel(), self._user(), rest)
-            self._print(f"{self.session.user_name} said: {rest}")
+            self._print(f"Now in {self._where()}.")
+        elif word in ("say", "mention") and rest:
+            if word == "mention":
+                await self._post(
+                    f"{emu.bot_user.mention} {rest}", shown=f"@{emu.bot_user.name} {rest}"
+                )
+            else:
+                await self._post(rest, shown=rest)
+        elif word == "reply" and rest:
+            mine = self._last_bot_message()
+            if mine is None:
+                self._fail(f"No message of mine in {self._where()} to reply to; try :mention.")
+                return Outcome.CONTINUE
+            await self._post(rest, shown=rest, reply_to=mine)
         elif word == "menu" and rest:
             if self.session.last_said is None:
                 self._fail("Post a message with :say first; :menu runs an action on it.")
@@ -330,6 +366,50 @@ class Playground:
         else:
             self._fail(f"Unknown control :{text}; try :help.")
         return Outcome.CONTINUE
+
+    async def _post(self, text: str, *, shown: str, reply_to: SimMessage | None = None) -> None:
+        """Post ``text`` as the current user here, then wait for the bot's answer, if any."""
+        posted = await self.emu.post_message(self._channel(), self._user(), text, reply_to=reply_to)
+        self.session.last_said = posted
+        how = "replied" if reply_to is not None else "said"
+        self._print(f"{self.session.user_name} {how}: {shown}")
+        await self._await_answer(posted)
+
+    async def _await_answer(self, posted: SimMessage) -> None:
+        """Wait until the bot's answer to ``posted`` is final (no Stop button left and quiet
+        for a moment), or return when no answer starts within ANSWER_START_S."""
+        loop = asyncio.get_running_loop()
+        channel = posted.channel
+        started = loop.time()
+
+        def replies() -> list[SimMessage]:
+            return [
+                m
+                for m in channel.messages
+                if m.id > posted.id and m.author is self.emu.bot_user and not m.deleted
+            ]
+
+        while True:
+            await asyncio.sleep(0.05)
+            now = loop.time()
+            found = replies()
+            if not found:
+                if now - started >= ANSWER_START_S:
+                    return  # not a message the bot answers (or it only reacted)
+                continue
+            busy = any(b.label == "Stop" and not b.disabled for m in found for b in m.buttons)
+            if not busy and now - self._last_bot_activity >= ANSWER_QUIET_S:
+                return
+            if now - started > self.timeout:
+                self._fail(f"No final answer within {self.timeout:.0f} s.")
+                return
+
+    def _last_bot_message(self) -> SimMessage | None:
+        channel = self._channel()
+        for message in reversed(channel.messages):
+            if message.author is self.emu.bot_user and not message.deleted:
+                return message
+        return None
 
     async def _click(self, label: str) -> None:
         emu = self.emu
@@ -352,6 +432,7 @@ class Playground:
         message = event.message
         if message.author is not self.emu.bot_user:
             return
+        self._last_bot_activity = asyncio.get_running_loop().time()
         owner = self.emu.interaction_for(message)
         if message.ephemeral and owner is not None and owner.user is not self._user():
             return  # someone else's private reply
@@ -389,11 +470,25 @@ class Playground:
 
     def _channel(self) -> SimChannel:
         emu = self.emu
-        return {
+        name = self.session.channel_name
+        if name == DM_CHANNEL:
+            return emu.dm(self._user())
+        named = {
             emu.channel.name: emu.channel,
             emu.thread.name: emu.thread,
             emu.other_channel.name: emu.other_channel,
-        }[self.session.channel_name]
+        }
+        if name in named:
+            return named[name]
+        threads = [c for c in emu.guild.channels if c.is_thread and c.name == name]
+        if not threads:  # e.g. a chat's thread of a world since reset
+            self.session.channel_name = emu.channel.name
+            return emu.channel
+        return threads[-1]  # the newest of that name
+
+    def _where(self) -> str:
+        name = self.session.channel_name
+        return "your DMs with the bot" if name == DM_CHANNEL else f"#{name}"
 
 
 def _read_upload(raw: str) -> tuple[str, bytes] | None:

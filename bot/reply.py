@@ -222,13 +222,17 @@ async def send_to_channel(
     embed: discord.Embed | None = None,
     file: discord.File | None = None,
     view: discord.ui.View | None = None,
+    reference: discord.Message | None = None,
 ) -> discord.Message:
-    """Post to a channel (for messages that outlive an interaction's 15-minute token)."""
+    """Post to a channel (for messages that outlive an interaction's 15-minute token, and
+    answers to messages); the first part replies to ``reference`` (without pinging)."""
     chunks = _clean(split_message(content)) if content else []
     parts: list[str | None] = list(chunks) or [None]
     message: discord.Message | None = None
     for index, chunk in enumerate(parts):
         kwargs: dict[str, Any] = {"allowed_mentions": NO_MENTIONS}
+        if index == 0 and reference is not None:
+            kwargs["reference"] = reference.to_reference(fail_if_not_exists=False)
         if index == len(parts) - 1:
             if embed is not None:
                 kwargs["embed"] = embed
@@ -272,25 +276,17 @@ async def update_from_component(
     )
 
 
-class StreamingReply:
+class _GrowingReply:
     """A reply that grows (streamed generation): rendered into as many messages as it needs.
 
-    Message 0 is the interaction's original response; text past the limit continues in
-    follow-ups. Only changed messages are edited, and the view (e.g. a Stop button) sits on
-    the last message until the reply is final.
+    Only changed messages are edited, and the view (e.g. a Stop button) sits on the last
+    message until the reply is final. Subclasses say where messages go.
     """
 
-    def __init__(
-        self,
-        interaction: discord.Interaction,
-        *,
-        view: discord.ui.View | None = None,
-        limit: int = MESSAGE_LIMIT,
-    ) -> None:
-        self.interaction = interaction
+    def __init__(self, *, view: discord.ui.View | None, limit: int) -> None:
         self.view = view
         self.limit = limit
-        self.messages: list[discord.WebhookMessage | None] = [None]
+        self.messages: list[Any] = []  # index -> the message showing that part (once sent)
         self.rendered: list[str] = []
         self.view_at: int | None = None
 
@@ -305,19 +301,49 @@ class StreamingReply:
                 if self.rendered[index] == chunk and has_view == had_view:
                     continue
                 await self._edit(index, chunk, view)
-            elif index == 0:
-                await self._edit(0, chunk, view)
             else:
-                message = await self.interaction.followup.send(
-                    chunk,
-                    allowed_mentions=NO_MENTIONS,
-                    view=view if view is not None else discord.utils.MISSING,
-                    wait=True,
-                )
-                self.messages.append(message)
+                await self._create(index, chunk, view)
         self.rendered = chunks
         self.view_at = want_view_at
+
+    async def _create(self, index: int, content: str, view: discord.ui.View | None) -> None:
+        raise NotImplementedError
+
+    async def _edit(self, index: int, content: str, view: discord.ui.View | None) -> None:
+        message = self.messages[index]
+        await message.edit(content=content, view=view, allowed_mentions=NO_MENTIONS)
+
+
+class StreamingReply(_GrowingReply):
+    """A growing reply to an interaction: message 0 is its original (deferred) response, text
+    past the limit continues in follow-ups."""
+
+    def __init__(
+        self,
+        interaction: discord.Interaction,
+        *,
+        view: discord.ui.View | None = None,
+        limit: int = MESSAGE_LIMIT,
+    ) -> None:
+        super().__init__(view=view, limit=limit)
+        self.interaction = interaction
+        self.messages = [None]
+
+    async def render(self, text: str, *, final: bool = False) -> None:
+        await super().render(text, final=final)
         self.interaction.extras[_SENT_KEY] = True
+
+    async def _create(self, index: int, content: str, view: discord.ui.View | None) -> None:
+        if index == 0:
+            await self._edit(0, content, view)
+            return
+        message = await self.interaction.followup.send(
+            content,
+            allowed_mentions=NO_MENTIONS,
+            view=view if view is not None else discord.utils.MISSING,
+            wait=True,
+        )
+        self.messages.append(message)
 
     async def _edit(self, index: int, content: str, view: discord.ui.View | None) -> None:
         if index == 0:
@@ -325,6 +351,37 @@ class StreamingReply:
                 content=content, view=view, allowed_mentions=NO_MENTIONS
             )
         else:
-            message = self.messages[index]
-            assert message is not None
-            await message.edit(content=content, view=view, allowed_mentions=NO_MENTIONS)
+            await super()._edit(index, content, view)
+
+
+class ChannelStreamingReply(_GrowingReply):
+    """A growing reply posted in a channel, thread or DM (an answer to a message, which has no
+    interaction to respond through).
+
+    The first message replies to ``reference`` when given (without pinging its author); with
+    ``chain`` each later part replies to the part before it, so a reply chain walked upwards
+    from any part passes through the whole answer.
+    """
+
+    def __init__(
+        self,
+        channel: discord.abc.Messageable,
+        *,
+        reference: discord.Message | None = None,
+        chain: bool = False,
+        view: discord.ui.View | None = None,
+        limit: int = MESSAGE_LIMIT,
+    ) -> None:
+        super().__init__(view=view, limit=limit)
+        self.channel = channel
+        self.reference = reference
+        self.chain = chain
+
+    async def _create(self, index: int, content: str, view: discord.ui.View | None) -> None:
+        parent = self.reference if index == 0 else (self.messages[-1] if self.chain else None)
+        kwargs: dict[str, Any] = {"allowed_mentions": NO_MENTIONS}
+        if parent is not None:
+            kwargs["reference"] = parent.to_reference(fail_if_not_exists=False)
+        if view is not None:
+            kwargs["view"] = view
+        self.messages.append(await self.channel.send(content, **kwargs))

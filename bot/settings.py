@@ -18,6 +18,12 @@ DEFAULT_QA_MODEL = task_info(Task.QA).default_model
 
 _LOG_LEVELS = {"CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"}
 
+DEFAULT_SYSTEM_PROMPT = (
+    "You are a helpful assistant in a Discord chat. Messages from people begin with their "
+    "name. Keep your answers short."
+)
+MAX_SYSTEM_PROMPT_CHARS = 4000
+
 
 class SettingsError(Exception):
     """Settings could not be loaded; the message names each bad variable."""
@@ -104,6 +110,15 @@ class Settings(BaseSettings):
     # The process that reads an upload (bot.isolation): its memory and time.
     parse_memory_mb: int = Field(default=1024, alias="HFCORD_PARSE_MEMORY_MB", ge=64)
     parse_timeout_s: float = Field(default=300.0, alias="HFCORD_PARSE_TIMEOUT_S", gt=0, le=3600)
+    # Conversations (cogs/chat.py, bot/conversations/).
+    message_content_intent: bool = Field(default=False, alias="HFCORD_MESSAGE_CONTENT_INTENT")
+    allow_dms: bool = Field(default=False, alias="HFCORD_ALLOW_DMS")
+    chat_max_messages: int = Field(default=40, alias="HFCORD_CHAT_MAX_MESSAGES", ge=2, le=200)
+    system_prompt: str = Field(default=DEFAULT_SYSTEM_PROMPT, alias="HFCORD_SYSTEM_PROMPT")
+    chat_max_active_per_server: int = Field(
+        default=3, alias="HFCORD_CHAT_MAX_ACTIVE_PER_SERVER", ge=1, le=1000
+    )
+    chat_temperature: float = Field(default=0.7, alias="HFCORD_CHAT_TEMPERATURE", ge=0, le=2)
     log_level: str = Field(default="INFO", alias="HFCORD_LOG_LEVEL")
 
     @field_validator("admin_ids", mode="before")
@@ -155,6 +170,18 @@ class Settings(BaseSettings):
         if not value.endswith(".gguf"):
             raise ValueError(f"expected a file name ending in .gguf, got {value!r}")
         return value.strip()
+
+    @field_validator("system_prompt", mode="after")
+    @classmethod
+    def _system_prompt(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise ValueError("expected the text of the default persona, got an empty value")
+        if len(value) > MAX_SYSTEM_PROMPT_CHARS:
+            raise ValueError(
+                f"expected at most {MAX_SYSTEM_PROMPT_CHARS} characters, got {len(value)}"
+            )
+        return value
 
     @field_validator("device", mode="after")
     @classmethod

@@ -35,6 +35,7 @@ from models.errors import (
 )
 from models.executor import DeviceExecutors, configure_torch_threads
 from models.handles import ModelHandle, to_unload
+from models.prompts import PromptCounter, counter_for
 from models.refs import (
     ModelRef,
     is_local_ref,
@@ -570,6 +571,14 @@ class ModelRegistry:
                     stream.stats = inner.stats
                 finally:
                     await inner.aclose()
+
+    async def prompt_counter(self, guild_id: int | None = None) -> PromptCounter:
+        """Counts prompts for the generation model serving ``guild_id`` as that model sees them
+        (its tokenizer and chat template; an estimate for one that cannot say), with its
+        context window (see :mod:`models.prompts`). Loads the model as a request would."""
+        async with self._serving(Task.GENERATION, guild_id) as handle:
+            run = self._device_runner(handle.spec.device)
+            return await counter_for(handle.streamer, handle.loaded, run)
 
     # ----------------------------------------------------------------- shutdown
 

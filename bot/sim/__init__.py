@@ -12,6 +12,14 @@
                 await gen.wait_until(lambda i: bool(i.original and i.original.buttons))
                 await emu.click(gen.original, label="Stop")
 
+Conversations: `emu.post_message(channel, user, f"{emu.bot_user.mention} hi", reply_to=msg)`
+(a reply pings its author unless `mention_author=False`), in a channel, thread or `emu.dm(user)`;
+`emu.start_thread(channel, name, message=msg)`; the bot's REST history, single fetches, threads
+(from a message or without one, THREAD_CREATE) and reactions. The Message Content rule:
+content is empty in events and fetches unless the intent is on (`privileged_intents`: the
+portal's switches; identifying with one it lacks closes the gateway with 4014), the message
+mentions the bot, or it is a DM.
+
 World: `emu.admin` (guild owner, Admins role), `emu.member`, `emu.guild` with `emu.channel`
 (#general) and `emu.thread`, `emu.other_guild` / `emu.other_channel`, `emu.dm(user)` (all also
 in `emu.world`). `save_world(path, emu.state, emu.world)` and

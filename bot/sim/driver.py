@@ -35,6 +35,7 @@ from bot.sim.messages import MessageService
 from bot.sim.options import OptionResolver, find_command
 from bot.sim.responses import InteractionResponder
 from bot.sim.state import ATTACHMENT_SIZE_LIMIT, SimState
+from bot.sim.threads import ThreadService
 from bot.sim.world import SimWorld
 
 
@@ -53,6 +54,7 @@ class Driver:
         registry: InteractionRegistry,
         responder: InteractionResponder,
         message_service: MessageService,
+        threads: ThreadService,
         quiet_s: float,
     ) -> None:
         self.state = state
@@ -61,6 +63,7 @@ class Driver:
         self.registry = registry
         self.responder = responder
         self.message_service = message_service
+        self.threads = threads
         self.quiet_s = quiet_s
 
     async def slash(
@@ -117,7 +120,10 @@ class Driver:
                 raise SimError("context menus only apply to visible messages")
             channel = target.channel
             ctype = 3
-            resolved = {"messages": {str(target.id): self.message_service.to_json(target)}}
+            # Discord always gives an app the content of a context menu's target.
+            resolved = {
+                "messages": {str(target.id): self.message_service.to_json(target, redact=False)}
+            }
         else:
             channel = channel or self.world.channel
             ctype = 2
@@ -232,9 +238,43 @@ class Driver:
         content: str = "",
         *,
         attachments: Sequence[SimAttachment] = (),
+        reply_to: SimMessage | None = None,
+        mention_author: bool = True,
     ) -> SimMessage:
-        """A user's message in a channel (a target for context menus); the bot gets MESSAGE_CREATE."""
-        return await self.message_service.post_user_message(channel, author, content, attachments)
+        """A user's message in a channel, thread or DM; the bot gets MESSAGE_CREATE.
+
+        Mention the bot by writing ``emu.bot_user.mention`` in ``content``. ``reply_to`` makes
+        it a reply, which pings that message's author unless ``mention_author`` is False (the
+        switch in Discord's client).
+        """
+        guild = self.state.guild_of(channel)
+        if guild is not None and author.id not in guild.members:
+            raise SimError(f"{author.name} is not a member of {guild.name}")
+        return await self.message_service.post_user_message(
+            channel,
+            author,
+            content,
+            attachments,
+            reply_to=reply_to,
+            mention_author=mention_author,
+        )
+
+    async def start_thread(
+        self,
+        channel: SimChannel,
+        name: str,
+        *,
+        user: SimUser | None = None,
+        message: SimMessage | None = None,
+        private: bool = False,
+    ) -> SimChannel:
+        """A user starts a thread in ``channel`` (on ``message``, or a public or private one
+        without); the bot gets THREAD_CREATE."""
+        user = user or self.world.member
+        if message is not None:
+            return await self.threads.start_from_message(channel, message, {"name": name}, user)
+        kind = 12 if private else 11
+        return await self.threads.start_without_message(channel, {"name": name, "type": kind}, user)
 
     def _default_clicker(self, message: SimMessage) -> SimUser:
         inter = self.registry.owner_of(message)

@@ -43,7 +43,8 @@ from bot.sim.ratelimit import RateLimiter, RateLimitPolicy
 from bot.sim.recording import RequestLog
 from bot.sim.responses import InteractionResponder
 from bot.sim.rest import RestApi
-from bot.sim.state import SimState
+from bot.sim.state import PRIVILEGED_INTENTS, SimState
+from bot.sim.threads import ThreadService
 from bot.sim.tracking import track_handlers
 from bot.sim.world import build_default_world
 from bot.sim.worldfile import SavedWorld, restore_world
@@ -70,16 +71,24 @@ class DiscordEmulator(Driver):
         rate_limit: RateLimitPolicy | None = None,
         heartbeat_interval_ms: int = 41250,
         saved_world: SavedWorld | None = None,
+        privileged_intents: int = PRIVILEGED_INTENTS,
     ) -> None:
         """``saved_world`` (see :mod:`bot.sim.worldfile`) brings back an earlier run's world with
         its ids; without it the default world is made with new ids. Raises WorldFileError when
-        the saved world is damaged."""
+        the saved world is damaged. ``privileged_intents``: those switched on for the app in the
+        Developer Portal (default: all). Without Message Content there, REST fetches hide
+        content as gateway events do, and identifying with it is refused (close code 4014)."""
         clock = clock or SimClock()
         if saved_world is None:
-            state = SimState(clock, token=token)
+            state = SimState(clock, token=token, privileged_intents=privileged_intents)
             world = build_default_world(state)
         else:
-            state = SimState(clock, token=token, application_id=saved_world.application_id)
+            state = SimState(
+                clock,
+                token=token,
+                application_id=saved_world.application_id,
+                privileged_intents=privileged_intents,
+            )
             world = restore_world(state, saved_world)
         hub = GatewayHub(
             state,
@@ -91,6 +100,7 @@ class DiscordEmulator(Driver):
         message_service = MessageService(
             state, hub=hub, interactions=registry, requests=self.request_log
         )
+        threads = ThreadService(state, hub=hub)
         responder = InteractionResponder(
             state,
             interactions=registry,
@@ -105,6 +115,7 @@ class DiscordEmulator(Driver):
             registry=registry,
             responder=responder,
             message_service=message_service,
+            threads=threads,
             quiet_s=quiet_s,
         )
         self.clock = clock
@@ -117,6 +128,7 @@ class DiscordEmulator(Driver):
             interactions=registry,
             responder=responder,
             messages=message_service,
+            threads=threads,
             requests=self.request_log,
             ratelimiter=self.ratelimiter,
             gateway_url=lambda: self.gateway_url,

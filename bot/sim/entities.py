@@ -26,6 +26,9 @@ READ_MESSAGE_HISTORY = 1 << 16
 MENTION_EVERYONE = 1 << 17
 USE_EXTERNAL_EMOJIS = 1 << 18
 USE_APPLICATION_COMMANDS = 1 << 31
+MANAGE_THREADS = 1 << 34
+CREATE_PUBLIC_THREADS = 1 << 35
+CREATE_PRIVATE_THREADS = 1 << 36
 SEND_MESSAGES_IN_THREADS = 1 << 38
 ALL_PERMISSIONS = (1 << 51) - 1
 
@@ -39,10 +42,13 @@ EVERYONE_PERMISSIONS = (
     | ADD_REACTIONS
     | USE_EXTERNAL_EMOJIS
     | USE_APPLICATION_COMMANDS
+    | CREATE_PUBLIC_THREADS
+    | CREATE_PRIVATE_THREADS
 )
 
 # Message flags.
 FLAG_SUPPRESS_EMBEDS = 1 << 2
+FLAG_HAS_THREAD = 1 << 5
 FLAG_EPHEMERAL = 1 << 6
 FLAG_LOADING = 1 << 7
 FLAG_SUPPRESS_NOTIFICATIONS = 1 << 12
@@ -111,6 +117,8 @@ class SimChannel:
     owner_id: int | None = None
     recipient: SimUser | None = None
     messages: list[SimMessage] = field(default_factory=list)
+    # threads: minutes of inactivity before Discord archives it (60, 1440, 4320 or 10080)
+    auto_archive_duration: int = 1440
 
     @property
     def is_thread(self) -> bool:
@@ -234,6 +242,10 @@ class SimMessage:
     interaction_id: int | None = None
     reference_id: int | None = None
     deleted: bool = False
+    # The thread started from this message (its id is the message's id, as on Discord).
+    thread: SimChannel | None = None
+    # emoji -> ids of the users who reacted with it, in order
+    reactions: dict[str, list[int]] = field(default_factory=dict)
 
     @property
     def current(self) -> MessageRevision:

@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from bot.sim.state import SimState
+from bot.sim.state import PRIVILEGED_INTENTS, SimState
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +174,10 @@ class GatewayHub:
     ) -> GatewaySession | None:
         if data.get("token") != self.state.token:
             await ws.close(code=4004, message=b"Authentication failed.")
+            return None
+        if int(data.get("intents", 0)) & PRIVILEGED_INTENTS & ~self.state.privileged_intents:
+            # A privileged intent the app was not given in the Developer Portal.
+            await ws.close(code=4014, message=b"Disallowed intent(s).")
             return None
         self.identify_count += 1
         self.ready.clear()

@@ -25,6 +25,7 @@ from bot.sim.entities import (
     SimMessage,
     SimUser,
 )
+from bot.sim.errors import SimError
 from bot.sim.gateway import GatewayHub
 from bot.sim.interaction import (
     APPLICATION_COMMAND,
@@ -93,9 +94,16 @@ class MessageService:
 
     # -- JSON ----------------------------------------------------------------------------
 
-    def to_json(self, message: SimMessage) -> dict[str, Any]:
-        """The message as the REST API returns it (interaction metadata included)."""
-        return self.state.message_payload(message, interaction_meta=self._interaction_meta(message))
+    def to_json(self, message: SimMessage, *, redact: bool = True) -> dict[str, Any]:
+        """The message as the REST API returns it (interaction metadata included).
+
+        ``redact``: under the Message Content rule for the app's portal switches (REST has no
+        intents of its own); off for what Discord always shows, e.g. a context menu's target.
+        """
+        intents = self.state.privileged_intents if redact else None
+        return self.state.message_payload(
+            message, intents=intents, interaction_meta=self._interaction_meta(message)
+        )
 
     def _interaction_meta(self, message: SimMessage) -> dict[str, Any] | None:
         inter = self.interactions.owner_of(message)
@@ -129,8 +137,18 @@ class MessageService:
         author: SimUser,
         content: str,
         attachments: Sequence[SimAttachment] = (),
+        *,
+        reply_to: SimMessage | None = None,
+        mention_author: bool = True,
     ) -> SimMessage:
-        """A message a user writes (no validation: Discord's client already checked it)."""
+        """A message a user writes (no validation: Discord's client already checked it).
+
+        ``reply_to`` makes it a reply (type 19, ``message_reference``); Discord's client pings
+        the replied-to author unless ``mention_author`` is turned off.
+        """
+        if reply_to is not None and (reply_to.channel is not channel or reply_to.deleted):
+            raise SimError("a reply must answer a live message in the same channel")
+        replied = reply_to.author.id if reply_to is not None and mention_author else None
         revision = MessageRevision(
             content=content,
             embeds=[],
@@ -138,7 +156,7 @@ class MessageService:
             attachments=tuple(attachments),
             flags=0,
             allowed_mentions=None,
-            mentions=resolve_mentions(content, None),
+            mentions=resolve_mentions(content, None, replied_user_id=replied),
             at=self.clock.now(),
             request_index=None,
         )
@@ -148,6 +166,8 @@ class MessageService:
             author=author,
             created_at=self.clock.now(),
             revisions=[revision],
+            type=MESSAGE_TYPE_REPLY if reply_to is not None else MESSAGE_TYPE_DEFAULT,
+            reference_id=reply_to.id if reply_to is not None else None,
         )
         self.state.messages[message.id] = message
         channel.messages.append(message)
@@ -297,6 +317,14 @@ class MessageService:
     async def delete(self, message: SimMessage, *, inter: SimInteraction | None = None) -> None:
         message.deleted = True
         await self._emit("delete", message, inter)
+
+    def add_reaction(self, message: SimMessage, emoji: str, user: SimUser) -> None:
+        """``user`` reacts to ``message`` with ``emoji`` (again is a no-op, as on Discord)."""
+        if not emoji or len(emoji) > 32:
+            raise DiscordHTTPError(400, 10014, "Unknown Emoji")
+        users = message.reactions.setdefault(emoji, [])
+        if user.id not in users:
+            users.append(user.id)
 
     # -- revisions -------------------------------------------------------------------------
 

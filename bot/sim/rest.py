@@ -18,6 +18,7 @@ from bot.sim.ratelimit import RateLimited, RateLimiter
 from bot.sim.recording import RequestLog
 from bot.sim.responses import InteractionResponder
 from bot.sim.state import SimState, can_manage_messages
+from bot.sim.threads import ThreadService
 from bot.sim.validation import DiscordHTTPError, json_object, unknown, validate_commands
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,7 @@ class RestApi:
         interactions: InteractionRegistry,
         responder: InteractionResponder,
         messages: MessageService,
+        threads: ThreadService,
         requests: RequestLog,
         ratelimiter: RateLimiter,
         gateway_url: Callable[[], str],
@@ -61,6 +63,7 @@ class RestApi:
         self.interactions = interactions
         self.responder = responder
         self.messages = messages
+        self.threads = threads
         self.requests = requests
         self.ratelimiter = ratelimiter
         self._gateway_url = gateway_url
@@ -102,6 +105,17 @@ class RestApi:
             ("PATCH", "/channels/{channel_id}/messages/{message_id}", self.edit_channel_message),
             ("DELETE", "/channels/{channel_id}/messages/{message_id}", self.delete_channel_message),
             ("POST", "/channels/{channel_id}/typing", self.typing),
+            (
+                "POST",
+                "/channels/{channel_id}/messages/{message_id}/threads",
+                self.start_thread_from_message,
+            ),
+            ("POST", "/channels/{channel_id}/threads", self.start_thread),
+            (
+                "PUT",
+                "/channels/{channel_id}/messages/{message_id}/reactions/{emoji}/@me",
+                self.add_reaction,
+            ),
             ("GET", "/guilds/{guild_id}", self.get_guild),
             ("GET", "/guilds/{guild_id}/channels", self.get_guild_channels),
             ("GET", "/guilds/{guild_id}/roles", self.get_guild_roles),
@@ -454,6 +468,29 @@ class RestApi:
 
     async def typing(self, request: web.Request) -> ApiResult:
         self._channel(request)
+        return ApiResult(None, 204)
+
+    async def start_thread_from_message(self, request: web.Request) -> ApiResult:
+        channel = self._channel(request)
+        message = self.state.messages.get(_int(request.match_info["message_id"]))
+        if message is None or message.ephemeral:
+            raise unknown(10008, "Message")
+        thread = await self.threads.start_from_message(
+            channel, message, self._json(request), self.state.bot_user
+        )
+        return ApiResult(self.state.channel_payload(thread), 201)
+
+    async def start_thread(self, request: web.Request) -> ApiResult:
+        channel = self._channel(request)
+        thread = await self.threads.start_without_message(
+            channel, self._json(request), self.state.bot_user
+        )
+        return ApiResult(self.state.channel_payload(thread), 201)
+
+    async def add_reaction(self, request: web.Request) -> ApiResult:
+        channel = self._channel(request)
+        message = self._channel_message(request, channel)
+        self.messages.add_reaction(message, request.match_info["emoji"], self.state.bot_user)
         return ApiResult(None, 204)
 
     # -- guilds ------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from bot.sim.entities import (
     DM,
     EVERYONE_PERMISSIONS,
     FLAG_EPHEMERAL,
+    FLAG_HAS_THREAD,
     GUILD_TEXT,
     MANAGE_MESSAGES,
     PUBLIC_THREAD,
@@ -26,10 +27,14 @@ from bot.sim.entities import (
 )
 
 # Gateway intents that change what the emulator sends.
+INTENT_GUILDS = 1 << 0
 INTENT_GUILD_MEMBERS = 1 << 1
+INTENT_GUILD_PRESENCES = 1 << 8
 INTENT_GUILD_MESSAGES = 1 << 9
 INTENT_DIRECT_MESSAGES = 1 << 12
 INTENT_MESSAGE_CONTENT = 1 << 15
+# Privileged intents: an app gets them only once switched on in the Developer Portal.
+PRIVILEGED_INTENTS = INTENT_GUILD_MEMBERS | INTENT_GUILD_PRESENCES | INTENT_MESSAGE_CONTENT
 
 ATTACHMENT_SIZE_LIMIT = 10 * 1024 * 1024  # Discord's default upload limit for a guild
 
@@ -41,8 +46,19 @@ def iso(value: Any) -> str:
 class SimState:
     """All entities of one emulated Discord, and how each renders as API JSON."""
 
-    def __init__(self, clock: SimClock, *, token: str, application_id: int | None = None) -> None:
+    def __init__(
+        self,
+        clock: SimClock,
+        *,
+        token: str,
+        application_id: int | None = None,
+        privileged_intents: int = PRIVILEGED_INTENTS,
+    ) -> None:
         self.clock = clock
+        # The privileged intents switched on for the app in the Developer Portal: identifying
+        # with another one is refused (close code 4014), and without Message Content the REST
+        # API hides message content as the gateway does.
+        self.privileged_intents = privileged_intents & PRIVILEGED_INTENTS
         self.ids = SnowflakeFactory(clock)
         self.token = token
         self.base_url = ""  # set once the server listens, e.g. http://127.0.0.1:1234
@@ -135,16 +151,28 @@ class SimState:
         self.channels[channel.id] = channel
         return channel
 
-    def add_thread(self, parent: SimChannel, name: str, owner: SimUser) -> SimChannel:
+    def add_thread(
+        self,
+        parent: SimChannel,
+        name: str,
+        owner: SimUser,
+        *,
+        thread_id: int | None = None,
+        type: int = PUBLIC_THREAD,
+        auto_archive_duration: int = 1440,
+    ) -> SimChannel:
+        """A thread of ``parent``; ``thread_id`` is the starter message's id for a thread
+        started from a message (as on Discord), else a new id."""
         if parent.guild_id is None:
             raise ValueError("threads live in guild channels")
         thread = SimChannel(
-            id=self.ids.next(),
-            type=PUBLIC_THREAD,
+            id=thread_id or self.ids.next(),
+            type=type,
             name=name,
             guild_id=parent.guild_id,
             parent_id=parent.id,
             owner_id=owner.id,
+            auto_archive_duration=auto_archive_duration,
         )
         self.guilds[parent.guild_id].channels.append(thread)
         self.channels[thread.id] = thread
@@ -293,7 +321,7 @@ class SimState:
                 member_count=1,
                 thread_metadata={
                     "archived": False,
-                    "auto_archive_duration": 1440,
+                    "auto_archive_duration": channel.auto_archive_duration,
                     "archive_timestamp": iso(self.clock.now()),
                     "locked": False,
                     "create_timestamp": iso(self.clock.now()),
@@ -372,25 +400,41 @@ class SimState:
             payload["width"], payload["height"] = dims
         return payload
 
+    def content_visible(self, message: SimMessage, intents: int | None) -> bool:
+        """Whether an app seeing ``message`` with ``intents`` gets its content (Discord's
+        Message Content rule; ``intents`` None: always, as for a context menu's target).
+
+        Without the intent, content, embeds, attachments and components are empty, except in
+        DMs, in the app's own messages and in messages that mention it (a reply that pings it
+        mentions it). A thread the app created is no exception.
+        """
+        if intents is None or intents & INTENT_MESSAGE_CONTENT:
+            return True
+        if message.channel.guild_id is None or message.author is self.bot_user:
+            return True
+        mentions = message.current.mentions
+        bot = self.bot_user.id
+        return f"user:{bot}" in mentions or f"replied_user:{bot}" in mentions
+
     def message_payload(
         self,
         message: SimMessage,
         *,
         gateway: bool = False,
-        intents: int = -1,
+        intents: int | None = None,
         interaction_meta: dict[str, Any] | None = None,
+        with_reference: bool = True,
     ) -> dict[str, Any]:
+        """The message as the API shows it to the bot: over the gateway (``gateway``) or REST,
+        for an app with ``intents`` (None: everything, as for a context menu's target).
+
+        A reply carries ``message_reference`` and, one level deep, ``referenced_message``
+        (null once that message was deleted), under the same content rule.
+        """
         revision = message.current
         channel = message.channel
         guild = self.guild_of(channel)
-        # Without MESSAGE_CONTENT, gateway events carry no content for others' guild messages.
-        hide = (
-            gateway
-            and not intents & INTENT_MESSAGE_CONTENT
-            and guild is not None
-            and message.author is not self.bot_user
-            and f"user:{self.bot_user.id}" not in revision.mentions
-        )
+        hide = not self.content_visible(message, intents)
         mention_users = [
             int(m.split(":")[1])
             for m in revision.mentions
@@ -423,7 +467,7 @@ class SimState:
             "components": [] if hide else revision.components,
             "pinned": False,
             "type": message.type,
-            "flags": revision.flags,
+            "flags": revision.flags | (FLAG_HAS_THREAD if message.thread is not None else 0),
         }
         if message.webhook_id is not None:
             payload["webhook_id"] = str(message.webhook_id)
@@ -437,6 +481,17 @@ class SimState:
                 "channel_id": str(channel.id),
                 "guild_id": str(channel.guild_id) if channel.guild_id else None,
             }
+            if with_reference:
+                parent = self.messages.get(message.reference_id)
+                payload["referenced_message"] = (
+                    self.message_payload(
+                        parent, gateway=gateway, intents=intents, with_reference=False
+                    )
+                    if parent is not None and not parent.deleted
+                    else None
+                )
+        if message.thread is not None:
+            payload["thread"] = self.channel_payload(message.thread)
         if gateway and guild is not None:
             payload["guild_id"] = str(guild.id)
             member = guild.members.get(message.author.id)

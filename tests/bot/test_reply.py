@@ -2,13 +2,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import discord
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot import reply
 from bot.reply import MESSAGE_LIMIT, NO_MENTIONS, split_chunks, split_message
-from tests.support.fakes import FakeChannel, FakeInteraction
+from tests.support.fakes import FakeChannel, FakeInteraction, FakeMessage
 
 # ---------------------------------------------------------------- splitter
 
@@ -146,3 +147,35 @@ async def test_channel_send_and_message_edit_have_no_mentions() -> None:
 async def test_send_refuses_an_empty_message() -> None:
     with pytest.raises(ValueError):
         await reply.send(FakeInteraction(), "   ")  # type: ignore[arg-type]
+
+
+async def test_a_channel_reply_grows_as_a_chain_of_replies_without_mentions() -> None:
+    channel = FakeChannel()
+    view = discord.ui.View()
+    trigger = FakeMessage(channel.rec, 99)
+    growing = reply.ChannelStreamingReply(
+        channel,  # type: ignore[arg-type]
+        reference=trigger,  # type: ignore[arg-type]
+        chain=True,
+        view=view,
+        limit=1900,
+    )
+    await growing.render("first words")
+    await growing.render("first words")  # unchanged: nothing sent
+    await growing.render(LONG)
+    await growing.render(LONG, final=True)
+    calls = channel.rec.calls
+    assert_no_mentions(calls)
+    sends = [kwargs for name, kwargs in calls if name == "channel.send"]
+    assert len(sends) == len(growing.messages) >= 2
+    # The first part replies to the trigger, each later part to the part before it.
+    parents = [99] + [m.id for m in growing.messages[:-1]]
+    assert [s["reference"] for s in sends] == [("reference", p) for p in parents]
+    # Stop sits on the newest part: the first while alone, then the last.
+    assert ["view" in kwargs for kwargs in sends] == [True] + [False] * (len(sends) - 2) + [True]
+    final_edits = [kwargs for name, kwargs in calls if name == "message.edit"][-1:]
+    assert final_edits and final_edits[0]["view"] is None  # and goes once the reply is final
+    unchained = reply.ChannelStreamingReply(FakeChannel(), limit=1900)  # type: ignore[arg-type]
+    await unchained.render(LONG)
+    sent = [kwargs for name, kwargs in unchained.channel.rec.calls if name == "channel.send"]  # type: ignore[attr-defined]
+    assert all("reference" not in kwargs for kwargs in sent)

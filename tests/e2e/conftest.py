@@ -6,7 +6,8 @@
   the in-flight cap keeps its default).
 - `hfcord`: the running HFCordBot (setup_hook loaded every cog; commands synced to the dev guild
   and globally, so both emulated servers have them).
-- `run_bot(settings, cogs=...)`: start another bot (a restart, extra test-only cogs).
+- `run_bot(settings, cogs=..., registry=...)`: start another bot (a restart, extra test-only
+  cogs, a registry the test keeps, e.g. to record what the models were asked).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from bot.client import HFCordBot
 from bot.settings import Settings
 from bot.sim import DiscordEmulator
 from bot.sim.harness import connected
+from models.registry import ModelRegistry
 from tests.support.e2e import BotRunner, CogFactory
 
 
@@ -72,13 +74,18 @@ def settings(make_settings: Callable[..., Settings]) -> Settings:
 
 @pytest.fixture
 def run_bot(emu: DiscordEmulator) -> BotRunner:
-    """`async with run_bot(settings, cogs=[...]) as bot:` runs the real bot on the emulator."""
+    """`async with run_bot(settings, cogs=[...]) as bot:` runs the real bot on the emulator.
+
+    With ``registry`` the bot uses it and leaves it open (the test closes it)."""
 
     @contextlib.asynccontextmanager
     async def run(
-        settings: Settings, *, cogs: Sequence[CogFactory] = ()
+        settings: Settings,
+        *,
+        cogs: Sequence[CogFactory] = (),
+        registry: ModelRegistry | None = None,
     ) -> AsyncIterator[HFCordBot]:
-        async with open_app(settings) as bot:
+        async with open_app(settings, registry=registry) as bot:
             for make_cog in cogs:
                 # Added before login so setup_hook's dev-guild sync includes their commands.
                 await bot.add_cog(make_cog(bot))

@@ -141,3 +141,27 @@ async def test_reset_inside_a_session_starts_a_new_world(settings: Settings) -> 
     assert "Context set" in before
     assert NO_CONTEXT in after and "Before the reset." not in after
     assert "> /context show" in after  # still in the thread (of the new world), same user
+
+
+async def test_a_chat_in_the_playground_follows_its_thread(settings: Settings) -> None:
+    script = "\n".join(
+        [
+            "/chat message: Hello there",
+            ":mention How are you?",
+            ":reply Tell me more",
+            ":say Without the intent this one is not answered",
+            ":in dm",
+            ":say hi",
+        ]
+    )
+    code, out = await run_script(settings.model_copy(update={"max_new_tokens": 6}), script)
+    assert code == 0, out
+    assert "started a chat: Hello there" in out
+    assert "Now in #Hello there (the chat's thread)." in out
+    assert "member said: <@" not in out  # the mention is shown as typed after :mention
+    assert "member said: @hfcord How are you?" in out and "member replied: Tell me more" in out
+    assert out.count("6 tokens") == 3  # the /chat answer, the mention's and the reply's
+    assert "don't answer direct messages" in out
+    saved = json.loads((settings.data_dir / WORLD_FILE).read_text(encoding="utf-8"))
+    names = [c["name"] for g in saved["guilds"] for c in g["channels"]]
+    assert "Hello there" in names  # the chat's thread is kept for the next run

@@ -14,12 +14,17 @@ class Recorder:
 
 
 class FakeMessage:
-    def __init__(self, rec: Recorder) -> None:
+    def __init__(self, rec: Recorder, message_id: int = 0) -> None:
         self.rec = rec
+        self.id = message_id
 
     async def edit(self, **kwargs: Any) -> FakeMessage:
+        kwargs["message_id"] = self.id
         self.rec.calls.append(("message.edit", kwargs))
         return self
+
+    def to_reference(self, **kwargs: Any) -> tuple[str, int]:
+        return ("reference", self.id)
 
 
 class FakeResponse:
@@ -76,4 +81,4 @@ class FakeChannel:
     async def send(self, content: str | None = None, **kwargs: Any) -> FakeMessage:
         kwargs["content"] = content
         self.rec.calls.append(("channel.send", kwargs))
-        return FakeMessage(self.rec)
+        return FakeMessage(self.rec, len(self.rec.calls))
