@@ -1,6 +1,6 @@
 """Conversations: chat threads, mentions and reply chains, personas per channel.
 
-- :mod:`~bot.conversations.records`: SQLite (migration 0006): personas, chats opened with /chat,
+- :mod:`~bot.conversations.records`: SQLite (migration 0004): personas, chats opened with /chat,
   the bot's messages that are not its words (prompt echoes, notes);
 - :mod:`~bot.conversations.reading`: Discord's messages back (thread or DM history, reply
   chains), bounded and cached;

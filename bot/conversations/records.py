@@ -87,7 +87,7 @@ def _conversation(row: object) -> Conversation:
 
 
 class ConversationRecords:
-    """The conversations' tables (migration 0006), behind methods that say what they mean."""
+    """The conversations' tables (migration 0004), behind methods that say what they mean."""
 
     def __init__(self, store: Store, *, default_persona: str) -> None:
         self._store = store

@@ -1,2 +1,0 @@
--- Reserved for the documents work's migration 0005 (merged separately); this placeholder
--- keeps the numbers without gaps on the conversations branch and changes nothing.
