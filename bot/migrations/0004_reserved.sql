@@ -1,0 +1,2 @@
+-- Reserved for the fine-tuning work's migration 0004 (merged separately); this placeholder
+-- keeps the numbers without gaps on the documents branch and changes nothing.
