@@ -22,16 +22,12 @@ from bot.documents.index import DocumentIndex, channel_token
 CANDIDATES = 50
 DENSE_WEIGHT = 0.5
 
-# Words that say nothing about where an answer is (English question words and glue).
+# Words that say nothing about where an answer is: articles, glue and question words. (A longer
+# English list, dropping words such as "after", "most" or "only", found fewer answers on SQuAD.)
 STOP_WORDS = frozenset(
-    """a about above after again against all am an and any are as at be because been before
-    being below between both but by can could did do does doing down during each few for from
-    further had has have having he her here hers herself him himself his how i if in into is it
-    its itself just me more most my myself no nor not now of off on once only or other our ours
-    ourselves out over own same she should so some such than that the their theirs them
-    themselves then there these they this those through to too under until up very was we were
-    what when where which while who whom whose why will with would you your yours yourself
-    yourselves""".split()
+    """a an the of in on at to for by with from and or is are was were be been what which who
+    whom whose when where why how did do does that this these those it its as into than then
+    there their""".split()
 )
 _WORD = re.compile(r"\w+")
 

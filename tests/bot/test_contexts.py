@@ -90,7 +90,7 @@ async def test_replacing_or_removing_needs_the_author_or_a_manager(
     assert (managed.document.author_id, await _body(contexts, 1)) == (6, "theirs")
     removed = await contexts.remove(1, "a.txt", user_id=6, may_manage=True)
     assert removed.author_id == 5
-    with pytest.raises(UserFacingError, match="no document `a.txt`. Its documents: `notes`"):
+    with pytest.raises(UserFacingError, match=r"no document `a\.txt`\. Its documents: `notes`"):
         await contexts.remove(1, "a.txt", user_id=5, may_manage=True)
 
 

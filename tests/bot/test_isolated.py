@@ -22,7 +22,7 @@ async def test_the_result_comes_back_and_no_secret_goes_to_the_child(
 
 
 async def test_a_refusal_is_the_functions_sentence() -> None:
-    with pytest.raises(IsolatedRefusal, match="That file has no rows."):
+    with pytest.raises(IsolatedRefusal, match=r"That file has no rows\."):
         await run_isolated(f"{TARGETS}:refuse", b"")
 
 

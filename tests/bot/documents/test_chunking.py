@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -28,7 +30,7 @@ def test_a_long_paragraph_is_cut_at_sentences_overlapping_by_one() -> None:
     passages = texts(split_passages(text), text)
     assert len(passages) > 1
     assert all(len(p) <= MAX_CHARS for p in passages)
-    for before, after in zip(passages, passages[1:], strict=False):
+    for before, after in itertools.pairwise(passages):
         last_sentence = before.rsplit(". ", 1)[-1]
         assert after.startswith(last_sentence)  # one sentence of overlap
     assert passages[0].startswith("Sentence number 0 ") and passages[-1].endswith("topic 59.")

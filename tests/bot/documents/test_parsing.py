@@ -52,5 +52,5 @@ async def test_parsing_runs_in_a_child_process() -> None:
     pdf = minimal_pdf(["Warsaw is the capital of Poland."])
     text = await run_isolated("bot.documents.parsing:document_text", pdf, "w.pdf")
     assert text == "Warsaw is the capital of Poland."
-    with pytest.raises(IsolatedRefusal, match="password|not a PDF"):
+    with pytest.raises(IsolatedRefusal, match=r"password|not a PDF"):
         await run_isolated("bot.documents.parsing:document_text", b"%PDF-1.7\n\x00", "x.pdf")
