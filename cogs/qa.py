@@ -26,7 +26,7 @@ from bot.views import Pager, paginate
 from models.specs import Task
 
 NO_CONTEXT = (
-    "This channel has no documents to answer from yet. Add text with `/context set`, or a "
+    "This channel has no context to answer from yet. Add text with `/context set`, or a "
     ".txt, .md, .pdf or .html file with `/context upload`, then ask again."
 )
 # `/context show` pages through at most this much of a document.

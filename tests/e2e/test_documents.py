@@ -77,7 +77,7 @@ async def test_unreadable_uploads_are_refused_with_a_sentence(
         ):
             refused = await _run(emu, "context upload", {"file": emu.attachment(name, data)})
             assert private(refused) and expected in refused.text, (name, refused.text)
-        assert "no documents" in (await _run(emu, "context list")).text
+        assert "no context to answer from" in (await _run(emu, "context list")).text
 
 
 async def test_the_limit_is_the_channels_total(
