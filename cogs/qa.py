@@ -191,6 +191,8 @@ class QuestionAnswering(commands.Cog):
             may_manage=interaction.permissions.manage_messages,
             parent_id=_parent_id(interaction),
         )
+        if self.bot.registry is not None:
+            await note_if_loading(interaction, self.bot.registry, Task.EMBEDDING)
         loop = asyncio.get_running_loop()
         shown_at = loop.time()
 
@@ -295,7 +297,10 @@ class QuestionAnswering(commands.Cog):
                 "with `/context append` or `/context upload`.",
             )
             return
-        await send(interaction, format_answer(question, best))
+        reply = format_answer(question, best)
+        if sources.lexical_only:
+            reply += " · found by its words only (the embedding model is not available)"
+        await send(interaction, reply)
 
 
 def _parent_id(interaction: discord.Interaction[HFCordBot]) -> int | None:

@@ -27,8 +27,10 @@ log = logging.getLogger(__name__)
 
 # Passages per embedding request: a fraction of a second of model time on a CPU.
 BATCH = 16
-# After a failure (the model cannot load), the sweep tries again this much later.
+# After a failure (the model cannot load), the sweep tries again this much later, twice as
+# long after each further failure, up to MAX_RETRY_AFTER_S.
 RETRY_AFTER_S = 60.0
+MAX_RETRY_AFTER_S = 900.0
 
 Progress = Callable[[int, int], Awaitable[None]]
 
@@ -114,6 +116,7 @@ class Indexer:
                 await progress(max(0, total - await self.pending(document_id)), total)
 
     async def _sweep(self) -> None:
+        delay = self.retry_after_s
         while True:
             await self._work.wait()
             self._work.clear()
@@ -121,13 +124,15 @@ class Indexer:
                 while await self._embed_batch(None):
                     pass  # each batch awaits the database and the model: others run between
             except ModelError as exc:
-                log.warning("indexing paused, retrying in %.0f s: %s", self.retry_after_s, exc)
-                await asyncio.sleep(self.retry_after_s)
-                self.kick()
+                log.warning("indexing paused, retrying in %.0f s: %s", delay, exc)
             except Exception:
-                log.exception("indexing failed; retrying in %.0f s", self.retry_after_s)
-                await asyncio.sleep(self.retry_after_s)
-                self.kick()
+                log.exception("indexing failed; retrying in %.0f s", delay)
+            else:
+                delay = self.retry_after_s
+                continue
+            await asyncio.sleep(delay)
+            delay = min(2 * delay, max(MAX_RETRY_AFTER_S, self.retry_after_s))
+            self.kick()
 
     async def _embed_batch(self, document_id: int | None) -> int:
         """Give up to ``batch`` waiting passages a vector; return how many were waiting."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import aiosqlite
@@ -11,7 +12,9 @@ from bot.documents.index import DocumentIndex, plan_passages
 from bot.documents.indexer import Indexer
 from bot.documents.search import retrieve
 from bot.store import Store, load_migrations
+from models.errors import ModelUnavailable
 from tests.support.documents import UnavailableEmbedder, WordEmbedder, open_contexts
+from tests.support.waiting import wait_until
 
 PARAGRAPHS = [
     f"Paragraph {i} is about {topic} and nothing else, repeated {'so it is long enough ' * 20}."
@@ -161,3 +164,32 @@ async def test_a_context_from_before_documents_becomes_the_notes(tmp_path: Path)
         assert len(await _passage_ids(contexts.index, notes.id)) == len(plan_passages(BODY))
         await _drain(contexts.indexer)
         assert embedder.texts_embedded == 6
+
+
+class FlakyEmbedder(WordEmbedder):
+    """Fails its first ``failures`` calls (a model that cannot load yet), then works."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    async def embed(self, texts: Sequence[str]) -> list[bytes]:
+        if self.failures > 0:
+            self.failures -= 1
+            raise ModelUnavailable("not yet", reason="test")
+        return await super().embed(texts)
+
+
+async def test_the_background_sweep_retries_until_the_model_serves(tmp_path: Path) -> None:
+    embedder = FlakyEmbedder(failures=2)
+    async with open_contexts(tmp_path / "db.sqlite3", embedder) as contexts:
+        written = await contexts.set_notes(channel_id=1, guild_id=9, text=BODY, author_id=5)
+        outcome = await contexts.embed(written.document.id)
+        assert outcome.problem == "not yet"
+        # Nobody asks again: the sweep keeps trying (backing off) and gets there.
+        await wait_until(lambda: _pending_is_zero(contexts.indexer), timeout=20, what="vectors")
+        assert embedder.failures == 0 and embedder.texts_embedded == 6
+
+
+async def _pending_is_zero(indexer: Indexer) -> bool:
+    return await indexer.pending() == 0
