@@ -25,8 +25,11 @@ from models.errors import ModelError
 
 log = logging.getLogger(__name__)
 
-# Passages per embedding request: a fraction of a second of model time on a CPU.
+# Passages per embedding request: a fraction of a second of model time on a CPU, so questions
+# waiting for the model wait little. Passages are taken WINDOW at a time and sent shortest
+# first, so each request pads its texts to about the same length.
 BATCH = 16
+WINDOW = 64
 # After a failure (the model cannot load), the sweep tries again this much later, twice as
 # long after each further failure, up to MAX_RETRY_AFTER_S.
 RETRY_AFTER_S = 60.0
@@ -135,7 +138,7 @@ class Indexer:
             self.kick()
 
     async def _embed_batch(self, document_id: int | None) -> int:
-        """Give up to ``batch`` waiting passages a vector; return how many were waiting."""
+        """Give up to ``WINDOW`` waiting passages a vector; return how many were waiting."""
         assert self.embedder is not None
         db = self.index.db
         async with self._lock:
@@ -144,7 +147,8 @@ class Indexer:
             if document_id is not None:
                 query += " AND document_id = ?"
                 parameters = (document_id,)
-            rows = await db.fetchall(query + f" ORDER BY id LIMIT {self.batch:d}", parameters)
+            window = self.batch * (WINDOW // BATCH)
+            rows = await db.fetchall(query + f" ORDER BY id LIMIT {window:d}", parameters)
             if not rows:
                 return 0
             found = await self._known_vectors(rows)
@@ -157,10 +161,11 @@ class Indexer:
                         tuple(missing),
                     )
                 )
-                wanted = [passage_id for passage_id in missing if passage_id in texts]
-                if wanted:
-                    embedded = await self.embedder.embed([texts[i] for i in wanted])
-                    found.update(zip(wanted, embedded, strict=True))
+                wanted = sorted((i for i in missing if i in texts), key=lambda i: len(texts[i]))
+                for start in range(0, len(wanted), self.batch):
+                    group = wanted[start : start + self.batch]
+                    embedded = await self.embedder.embed([texts[i] for i in group])
+                    found.update(zip(group, embedded, strict=True))
             await self._store(rows, found)
             return len(rows)
 

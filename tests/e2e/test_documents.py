@@ -176,8 +176,8 @@ async def test_a_long_channel_is_searched_and_the_answer_names_its_document(
         for name, text in documents.items():
             added = await _run(emu, "context upload", {"file": emu.attachment(name, text)})
             assert f"Added `{name}`" in added.text
-        # Ten passages each: more than the progress line's threshold only when put together.
-        big = "\n\n".join(documents.values())
+        # Hundreds of passages: indexing them edits a progress line.
+        big = "\n\n".join(f"Log entry {i}: all quiet." + " Nothing else." * 25 for i in range(200))
         uploaded = await _run(emu, "context upload", {"file": emu.attachment("all.txt", big)})
         assert uploaded.original is not None
         assert any("Indexing `all.txt`" in r.content for r in uploaded.original.revisions), [
