@@ -15,6 +15,9 @@ from typing import TYPE_CHECKING
 from bot.client import HFCordBot
 from bot.contexts import ContextStore
 from bot.conversations import ChatLimits, ConversationRecords, Conversations
+from bot.documents.embedding import RegistryEmbedder
+from bot.documents.index import DocumentIndex
+from bot.documents.indexer import Indexer
 from bot.settings import Settings
 from bot.store import Store
 from bot.usage import UsageLimiter, UsageLimits
@@ -52,9 +55,15 @@ async def open_app(
     store = await Store.open(settings.database_path)
     owns_registry = registry is None
     jobs: FineTuneManager | None = None
+    index: DocumentIndex | None = None
+    indexer: Indexer | None = None
     try:
         if registry is None:
             registry = build_registry(settings)
+        # Documents: the index shares the database file; the indexer embeds in the background.
+        index = await DocumentIndex.open(settings.database_path)
+        indexer = Indexer(index, RegistryEmbedder(registry))
+        await indexer.start()
         if fine_tuning:
             from bot.finetune import FineTuneManager
 
@@ -62,7 +71,13 @@ async def open_app(
         bot = HFCordBot(
             settings=settings,
             store=store,
-            contexts=ContextStore(store, max_chars=settings.context_max_chars),
+            contexts=ContextStore(
+                store,
+                index,
+                indexer,
+                max_chars=settings.context_max_chars,
+                passages=settings.ask_passages,
+            ),
             registry=registry,
             jobs=jobs,
             usage=UsageLimiter(UsageLimits.from_settings(settings)),
@@ -83,6 +98,10 @@ async def open_app(
     finally:
         if jobs is not None:
             await jobs.close()  # kills training processes; the next start reports them
+        if indexer is not None:
+            await indexer.close()
         if owns_registry and registry is not None:
             await registry.close()
+        if index is not None:
+            await index.close()
         await store.close()

@@ -6,10 +6,17 @@ Examples::
     python -m bot infer qa --question "Who?" --context-file notes.txt
     python -m bot infer generate --model ./models/smol --gguf-file smol.gguf --prompt "Hi"
     python -m bot infer ner --jsonl inputs.jsonl      # one JSON result per line, in order
+    python -m bot infer ask --documents ./handbook --question "How many days off?" --json
+
+``ask`` indexes every document under ``--documents`` (.txt, .md, .pdf, .html) in a temporary
+database and answers as ``/ask`` does (the whole text when it is short, else the ``--top-k``
+best passages, then the reader): each result has ``answers`` (``text``, ``score``, ``document``,
+``start``, ``end``; best first, one per passage read) and ``passages`` (``document``, ``start``,
+``end``, ``score``; in retrieval order, ``score`` null for a document read whole).
 
 With ``--jsonl FILE`` (``-`` for stdin) each line is a JSON object: ``{"text": ...}`` for sentiment
 and ner, ``{"question": ..., "context": ...}`` for qa, ``{"prompt": ...}`` or ``{"messages":
-[{"role": ..., "content": ...}, ...]}`` for generate. The file is read as it is answered, with at
+[{"role": ..., "content": ...}, ...]}`` for generate, ``{"question": ...}`` for ask. The file is read as it is answered, with at
 most as many lines in flight as the model's queue takes (its ``queue_depth``), so the registry
 batches them, never answers "busy", and a file of any length runs in bounded memory. One JSON
 line comes out per input line (blank lines are skipped), in input order, each as soon as it and
@@ -66,6 +73,8 @@ CLI_TASKS: dict[str, Task] = {
     "ner": Task.NER,
     "qa": Task.QA,
 }
+# Questions over a folder of documents: retrieval (embeddings) then the reader (qa).
+ASK = "ask"
 
 Record = dict[str, Any]
 Answer = Callable[[Record], Awaitable[Any]]
@@ -80,8 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m bot infer",
         description="Run one model once (or over a JSONL file) with the bot's model registry.",
     )
-    parser.add_argument("task", choices=sorted(CLI_TASKS), help="what to run")
-    parser.add_argument("--model", help="hub id or local folder (default: from settings)")
+    parser.add_argument("task", choices=sorted([*CLI_TASKS, ASK]), help="what to run")
+    parser.add_argument(
+        "--model", help="hub id or local folder (default: from settings; ask: the qa model)"
+    )
     parser.add_argument("--gguf-file", help="GGUF file inside the model folder or repository")
     parser.add_argument("--revision", help="hub branch, tag or commit")
     parser.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: from settings)")
@@ -95,7 +106,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--question", help="question (qa)")
     parser.add_argument("--context", help="context to answer from (qa)")
     parser.add_argument("--context-file", help="read the qa context from this UTF-8 file")
-    parser.add_argument("--top-k", type=int, default=1, help="labels or answers to return")
+    parser.add_argument(
+        "--top-k",
+        type=int,
+        help="labels or answers to return (default 1); ask: passages to read "
+        "(default: HFCORD_ASK_PASSAGES)",
+    )
+    parser.add_argument("--documents", metavar="DIR", help="ask: the folder of documents")
+    parser.add_argument("--embedding-model", help="ask: embedding model (default: from settings)")
     parser.add_argument(
         "--handle-impossible-answer", action="store_true", help="qa: allow the empty answer"
     )
@@ -125,9 +143,9 @@ def load_settings(env_file: str) -> Settings:
         raise UsageError("; ".join(exc.problems)) from None
 
 
-def build_spec(args: argparse.Namespace, settings: Settings) -> ModelSpec:
-    """The spec for the requested task: settings, then command-line overrides."""
-    task = CLI_TASKS[args.task]
+def build_spec(args: argparse.Namespace, settings: Settings, task: Task | None = None) -> ModelSpec:
+    """The spec for the requested task (or ``task``): settings, then command-line overrides."""
+    task = task or CLI_TASKS[args.task]
     spec = settings.model_specs()[task]
     if args.device:
         spec = dataclasses.replace(spec, device=args.device)
@@ -227,14 +245,14 @@ def build_request(
 ) -> EncoderRequest[Any] | GenerationRequest:
     """The registry request for one input; :class:`InvalidInput` when a field is missing."""
     if task is Task.SENTIMENT:
-        return ClassifyRequest(_field(record, "text"), args.top_k)
+        return ClassifyRequest(_field(record, "text"), args.top_k or 1)
     if task is Task.NER:
         return NERRequest(_field(record, "text"))
     if task is Task.QA:
         return QARequest(
             _field(record, "question"),
             _field(record, "context"),
-            args.top_k,
+            args.top_k or 1,
             handle_impossible_answer=args.handle_impossible_answer,
         )
     params = GenerationParams(
@@ -421,6 +439,71 @@ async def run(
         await registry.close()
 
 
+def _main_ask(args: argparse.Namespace, settings: Settings) -> int:
+    if args.documents is None:
+        raise UsageError("ask needs --documents DIR")
+    if (args.question is None) == (args.jsonl is None):
+        raise UsageError("ask needs --question or --jsonl (one of them)")
+    lines = _open_lines(args.jsonl) if args.jsonl is not None else None
+    try:
+        return asyncio.run(run_ask(args, settings, lines=lines))
+    finally:
+        if lines is not None and lines is not sys.stdin:
+            lines.close()
+
+
+async def run_ask(args: argparse.Namespace, settings: Settings, *, lines: TextIO | None) -> int:
+    """Index the documents folder, then answer ``--question`` or every line of ``lines``."""
+    from bot.documents.embedding import RegistryEmbedder
+    from bot.documents.folder import FolderError, IndexingFailed, human, index_folder
+    from models.registry import ModelRegistry
+
+    qa = build_spec(args, settings, Task.QA)
+    embedding = settings.model_specs()[Task.EMBEDDING]
+    if args.device:
+        embedding = dataclasses.replace(embedding, device=args.device)
+    if args.embedding_model:
+        embedding = embedding.with_model(args.embedding_model)
+    registry = ModelRegistry(
+        [qa, embedding],
+        allowed_roots=settings.allowed_model_roots,
+        torch_threads=args.threads or settings.torch_threads,
+    )
+    try:
+        async with index_folder(
+            Path(args.documents),
+            RegistryEmbedder(registry),
+            passages=args.top_k or settings.ask_passages,
+            verbose=args.verbose,
+        ) as folder:
+
+            async def answer(record: Record) -> Any:
+                return await folder.ask(registry, _field(record, "question"))
+
+            if lines is not None:
+                failed = await answer_lines(
+                    read_jsonl(lines, args.jsonl), answer, sys.stdout, window=qa.queue_depth // 4
+                )
+                return EXIT_FAILED if failed else EXIT_OK
+            try:
+                result = await answer({"question": args.question})
+            except ModelError as exc:
+                if args.json:
+                    print(_error_line(exc))
+                else:
+                    print(str(exc), file=sys.stderr)
+                return EXIT_FAILED
+            print(json.dumps(result, ensure_ascii=False) if args.json else human(result))
+            return EXIT_OK
+    except FolderError as exc:
+        raise UsageError(str(exc)) from None
+    except IndexingFailed as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        await registry.close()
+
+
 def _open_lines(path: str) -> TextIO:
     if path == "-":
         return sys.stdin
@@ -447,9 +530,11 @@ def main(argv: Sequence[str]) -> int:
         pass
     lines: TextIO | None = None
     try:
-        if args.top_k < 1:
+        if args.top_k is not None and args.top_k < 1:
             raise UsageError("--top-k must be at least 1")
         settings = load_settings(args.env_file)
+        if args.task == ASK:
+            return _main_ask(args, settings)
         task = CLI_TASKS[args.task]
         single = _single_record(args, task) if args.jsonl is None else None
         lines = _open_lines(args.jsonl) if args.jsonl is not None else None

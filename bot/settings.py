@@ -15,6 +15,7 @@ DEFAULT_GENERATION_MODEL = task_info(Task.GENERATION).default_model
 DEFAULT_SENTIMENT_MODEL = task_info(Task.SENTIMENT).default_model
 DEFAULT_NER_MODEL = task_info(Task.NER).default_model
 DEFAULT_QA_MODEL = task_info(Task.QA).default_model
+DEFAULT_EMBEDDING_MODEL = task_info(Task.EMBEDDING).default_model
 
 _LOG_LEVELS = {"CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"}
 
@@ -64,6 +65,7 @@ class Settings(BaseSettings):
     sentiment_model: str = Field(default=DEFAULT_SENTIMENT_MODEL, alias="HFCORD_SENTIMENT_MODEL")
     ner_model: str = Field(default=DEFAULT_NER_MODEL, alias="HFCORD_NER_MODEL")
     qa_model: str = Field(default=DEFAULT_QA_MODEL, alias="HFCORD_QA_MODEL")
+    embedding_model: str = Field(default=DEFAULT_EMBEDDING_MODEL, alias="HFCORD_EMBEDDING_MODEL")
     model_roots: Annotated[tuple[Path, ...], NoDecode] = Field(
         default=(), alias="HFCORD_MODEL_ROOTS"
     )
@@ -78,8 +80,8 @@ class Settings(BaseSettings):
     user_max_in_flight: int = Field(default=2, alias="HFCORD_USER_MAX_IN_FLIGHT", ge=1, le=100)
     max_input_chars: int = Field(default=2000, alias="HFCORD_MAX_INPUT_CHARS", ge=1, le=100_000)
     max_new_tokens: int = Field(default=200, alias="HFCORD_MAX_NEW_TOKENS", ge=1, le=4096)
-    context_max_chars: int = Field(default=100_000, alias="HFCORD_CONTEXT_MAX_CHARS", ge=1)
-    upload_max_bytes: int = Field(default=1_000_000, alias="HFCORD_UPLOAD_MAX_BYTES", ge=1)
+    context_max_chars: int = Field(default=5_000_000, alias="HFCORD_CONTEXT_MAX_CHARS", ge=1)
+    upload_max_bytes: int = Field(default=10_000_000, alias="HFCORD_UPLOAD_MAX_BYTES", ge=1)
     qa_min_score: float = Field(default=0.1, alias="HFCORD_QA_MIN_SCORE", ge=0, le=1)
     qa_max_windows: int = Field(
         default=DEFAULT_QA_MAX_WINDOWS, alias="HFCORD_QA_MAX_WINDOWS", ge=1, le=10_000
@@ -87,6 +89,7 @@ class Settings(BaseSettings):
     max_loaded_server_models: int = Field(
         default=4, alias="HFCORD_MAX_LOADED_SERVER_MODELS", ge=1, le=1000
     )
+    ask_passages: int = Field(default=4, alias="HFCORD_ASK_PASSAGES", ge=1, le=32)
     finetune_upload_max_bytes: int = Field(
         default=20_000_000, alias="HFCORD_FINETUNE_UPLOAD_MAX_BYTES", ge=1
     )
@@ -154,7 +157,14 @@ class Settings(BaseSettings):
         # working directory of the bot, or of the processes it starts, is.
         return value.expanduser().resolve()
 
-    @field_validator("generation_model", "sentiment_model", "ner_model", "qa_model", mode="after")
+    @field_validator(
+        "generation_model",
+        "sentiment_model",
+        "ner_model",
+        "qa_model",
+        "embedding_model",
+        mode="after",
+    )
     @classmethod
     def _non_empty(cls, value: str) -> str:
         value = value.strip()
@@ -236,6 +246,7 @@ class Settings(BaseSettings):
                 Task.SENTIMENT: self.sentiment_model,
                 Task.NER: self.ner_model,
                 Task.QA: self.qa_model,
+                Task.EMBEDDING: self.embedding_model,
             },
             device=self.device,
             overrides={

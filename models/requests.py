@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Generic, Literal, TypeVar
 
 from models.errors import InvalidInput
-from models.results import ClassificationResult, NERResult, QAResult
+from models.results import ClassificationResult, EmbeddingResult, NERResult, QAResult
 
 R = TypeVar("R", covariant=True)
 
@@ -70,6 +70,18 @@ class QARequest(EncoderRequest[QAResult]):
             raise InvalidInput("The question is empty; ask something.")
         if _blank(self.context):
             raise InvalidInput("The context is empty; there is nothing to search for an answer.")
+
+
+@dataclass(frozen=True)
+class EmbedRequest(EncoderRequest[EmbeddingResult]):
+    """Sentence embeddings of ``texts`` (one question, or a batch of passages to index), each
+    truncated to the model's input length; one unit-length vector per text, in order."""
+
+    texts: tuple[str, ...]
+
+    def validate(self) -> None:
+        if not self.texts or any(_blank(text) for text in self.texts):
+            raise InvalidInput(EMPTY_TEXT)
 
 
 def _finite(value: float, default: float) -> float:

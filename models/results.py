@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+from array import array
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -76,6 +78,23 @@ class QAResult:
     @property
     def best(self) -> Answer | None:
         return self.answers[0] if self.answers else None
+
+
+@dataclass(frozen=True)
+class EmbeddingResult:
+    """One unit-length embedding per input text, in order, each as little-endian float32
+    bytes (``dimension`` values): compact, and what a vector index stores as is."""
+
+    vectors: tuple[bytes, ...]
+    dimension: int
+    model_id: str
+
+    def values(self, index: int) -> list[float]:
+        """The ``index``-th vector as floats."""
+        values = array("f", self.vectors[index])
+        if sys.byteorder == "big":
+            values.byteswap()
+        return values.tolist()
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,20 @@ from dataclasses import dataclass
 from enum import StrEnum
 from types import MappingProxyType
 
-from models.requests import ClassifyRequest, GenerationRequest, NERRequest, QARequest
-from models.results import ClassificationResult, GenerationStats, NERResult, QAResult
+from models.requests import (
+    ClassifyRequest,
+    EmbedRequest,
+    GenerationRequest,
+    NERRequest,
+    QARequest,
+)
+from models.results import (
+    ClassificationResult,
+    EmbeddingResult,
+    GenerationStats,
+    NERResult,
+    QAResult,
+)
 
 
 class Task(StrEnum):
@@ -29,6 +41,7 @@ class Task(StrEnum):
     SENTIMENT = "sentiment"
     NER = "ner"
     QA = "qa"
+    EMBEDDING = "embedding"
 
 
 @dataclass(frozen=True, eq=False)
@@ -110,6 +123,22 @@ TASKS: Mapping[Task, TaskInfo] = MappingProxyType(
             needs_fast_tokenizer=True,
             batching=MappingProxyType(
                 {"max_batch": 8, "forward_batch": 8, "max_wait_ms": 5.0, "queue_depth": 64}
+            ),
+        ),
+        Task.EMBEDDING: TaskInfo(
+            Task.EMBEDDING,
+            runner="models.runners.embedding:EmbeddingRunner",
+            auto_model="AutoModel",
+            request_type=EmbedRequest,
+            result_type=EmbeddingResult,
+            streamed=False,
+            setting="HFCORD_EMBEDDING_MODEL",
+            default_model="sentence-transformers/all-MiniLM-L6-v2",
+            needs_fast_tokenizer=False,
+            # A question is one text; indexing sends a few passages per request, so
+            # max_batch requests hold a few dozen texts, run forward_batch rows per pass.
+            batching=MappingProxyType(
+                {"max_batch": 16, "forward_batch": 32, "max_wait_ms": 5.0, "queue_depth": 128}
             ),
         ),
     }

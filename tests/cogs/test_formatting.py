@@ -3,11 +3,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from bot.contexts import QAContext
+from bot.documents.index import DocumentInfo
+from bot.documents.reading import Found, quote_of
 from bot.reply import MESSAGE_LIMIT, NO_MENTIONS, StreamingReply
 from cogs.models import format_statuses
 from cogs.ner import format_entities, mark_entities
-from cogs.qa import format_answer
+from cogs.qa import describe, document_name, format_answer
 from cogs.sentiment import format_sentiment
 from models.results import ClassificationResult, Entity, LabelScore, ModelStatus, NERResult
 from models.tasks import Task
@@ -28,17 +29,35 @@ def test_entities_are_marked_inline_and_listed() -> None:
     assert "no named entities" in format_entities(text, NERResult((), "m"))
 
 
-def test_answer_quotes_its_sentence_with_the_answer_in_bold() -> None:
-    now = datetime(2026, 1, 1, tzinfo=UTC)
+def test_answer_quotes_its_sentence_with_the_answer_in_bold_and_names_its_document() -> None:
     body = "The tower opened in 1889. It is in Paris, France. Nobody knows more."
-    context = QAContext(1, 2, body, "text", 3, now, 3, now)
     start = body.index("Paris")
-    out = format_answer("Where is it?", context, "Paris", 0.87, start, start + 5)
+    found = Found("Paris", 0.87, "guide.pdf", start, start + 5, quote_of(body, start, start + 5))
+    out = format_answer("Where is it?", found)
     assert out.splitlines() == [
         "**Q:** Where is it?",
         "**A:** Paris (87% confident)",
         "> It is in **Paris**, France.",
+        "-# from `guide.pdf`",
     ]
+
+
+def test_a_document_line_says_who_added_it_when_and_how_long_it_is() -> None:
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    later = datetime(2026, 1, 2, tzinfo=UTC)
+    info = DocumentInfo(1, 2, 3, "notes", 1234, "file a_b.md", 5, now, 6, later, 0)
+    line = describe(info, inherited=True)
+    assert line.startswith("`notes` · added by <@5> <t:1767225600:R> from file a\\_b.md")
+    assert "last added to by <@6>" in line and "1,234 characters" in line
+    assert line.endswith("inherited from the parent channel")
+
+
+def test_document_names_lose_folders_markdown_and_mentions() -> None:
+    assert document_name("../../etc/passwd") == "passwd"
+    assert document_name("C:\\Users\\me\\My `cool`  *notes*.md") == "My cool notes .md"
+    assert document_name("@everyone <@123>.txt") == "everyone 123 .txt"
+    assert document_name("```") == "document"
+    assert len(document_name("x" * 300 + ".pdf")) == 100
 
 
 def _status(

@@ -44,6 +44,7 @@ def make_settings(
     tiny_sentiment_dir: Path,
     tiny_ner_dir: Path,
     tiny_qa_dir: Path,
+    tiny_embedding_dir: Path,
 ) -> Callable[..., Settings]:
     """Settings for the bot under test; keyword overrides use field names."""
 
@@ -56,6 +57,7 @@ def make_settings(
             "sentiment_model": str(tiny_sentiment_dir),
             "ner_model": str(tiny_ner_dir),
             "qa_model": str(tiny_qa_dir),
+            "embedding_model": str(tiny_embedding_dir),
             "model_roots": (tiny_models_root,),
             "torch_threads": 1,
             "user_budget": 0,

@@ -130,6 +130,8 @@ async def test_replacing_someone_elses_context_needs_its_author_or_message_manag
     emu: DiscordEmulator, hfcord: HFCordBot
 ) -> None:
     await (await emu.slash("context set", {"text": "Rules: be kind."}, user=emu.member)).final()
+    rules = emu.attachment("rules.txt", "Rules: be kind.")
+    await (await emu.slash("context upload", {"file": rules}, user=emu.member)).final()
     stranger = emu.add_user("stranger", guilds=[emu.guild])
     for command, options in (
         ("context set", {"text": "Rules: anything goes."}),

@@ -83,7 +83,7 @@ async def test_inputs_out_of_bounds_are_refused_privately(
             (
                 "context upload",
                 {"file": emu.attachment("image.png", b"\x89PNG....")},
-                "Upload a .markdown or .md or .txt file",
+                "Upload a .htm or .html or .markdown or .md or .pdf or .txt file",
             ),
         ]
         for name, options, expected in cases:

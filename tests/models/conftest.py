@@ -18,6 +18,7 @@ def tiny_specs(
     tiny_sentiment_dir: Path,
     tiny_ner_dir: Path,
     tiny_qa_dir: Path,
+    tiny_embedding_dir: Path,
 ) -> dict[Task, object]:
     os.environ["HF_HUB_OFFLINE"] = "1"
     return default_specs(
@@ -26,6 +27,7 @@ def tiny_specs(
             Task.SENTIMENT: str(tiny_sentiment_dir),
             Task.NER: str(tiny_ner_dir),
             Task.QA: str(tiny_qa_dir),
+            Task.EMBEDDING: str(tiny_embedding_dir),
         },
         overrides={Task.GENERATION: {"max_new_tokens": 24}},
     )

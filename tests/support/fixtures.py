@@ -48,6 +48,11 @@ def tiny_qa_dir(tiny_models_root: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_embedding_dir(tiny_models_root: Path) -> Path:
+    return tiny_models.build_tiny_embedding(tiny_models_root / "tiny-embedding")
+
+
+@pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The real data folder; tests using it skip (saying how to get it) when it is absent."""
     return require_shared_data()

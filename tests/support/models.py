@@ -224,8 +224,20 @@ def build_tiny_qa(directory: Path | str, *, seed: int = 0) -> Path:
     return _save(model, _bert_tokenizer(), Path(directory))
 
 
+def build_tiny_embedding(directory: Path | str, *, seed: int = 0) -> Path:
+    """A 2-layer BERT encoder (``AutoModel``) for the embedding task: mean-pooled vectors of
+    32 dimensions (no sentence-transformers files, so the runner's defaults apply)."""
+    import torch
+    from transformers import BertModel
+
+    torch.manual_seed(seed)
+    model = BertModel(_tiny_bert_config()).eval()
+    return _save(model, _bert_tokenizer(), Path(directory))
+
+
 def build_all_tiny_models(root: Path | str) -> dict[str, Path]:
-    """Build every tiny model under ``root``; keys: gpt2, chat_gpt2, sentiment, ner, qa."""
+    """Build every tiny model under ``root``; keys: gpt2, chat_gpt2, sentiment, ner, qa,
+    embedding."""
     root = Path(root)
     return {
         "gpt2": build_tiny_gpt2(root / "tiny-gpt2"),
@@ -233,6 +245,7 @@ def build_all_tiny_models(root: Path | str) -> dict[str, Path]:
         "sentiment": build_tiny_sentiment(root / "tiny-sentiment"),
         "ner": build_tiny_ner(root / "tiny-ner"),
         "qa": build_tiny_qa(root / "tiny-qa"),
+        "embedding": build_tiny_embedding(root / "tiny-embedding"),
     }
 
 
