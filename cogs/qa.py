@@ -13,11 +13,11 @@ from discord.ext import commands
 from bot.client import HFCordBot
 from bot.contexts import NOTES, Library
 from bot.documents.index import DocumentInfo
-from bot.documents.parsing import DOCUMENT_SUFFIXES
+from bot.documents.parsing import DOCUMENT_SUFFIXES, DocumentRefused, document_text
 from bot.documents.reading import Found, read
 from bot.errors import UserFacingError
 from bot.inputs import bounded_text, note_if_loading, registry_of
-from bot.isolated import IsolatedRefusal, run_isolated
+from bot.isolation import IsolationError, IsolationLimits, run_isolated
 from bot.reply import defer, send, show_progress
 from bot.text import clip, code_span, plain, quote
 from bot.uploads import UploadError, fetch_attachment
@@ -36,8 +36,11 @@ _NAME_UNSAFE = re.compile(r"[\x00-\x1f\x7f`*_~|<>@#:\\]+")
 def document_name(filename: str) -> str:
     """A document's name from an uploaded file's: no folders, markdown or mentions, 100 chars."""
     name = _NAME_UNSAFE.sub(" ", PurePath(filename.replace("\\", "/")).name)
-    name = " ".join(name.split())[:100].strip()
-    return name or "document"
+    name = " ".join(name.split())
+    if len(name) > 100:  # keep the suffix: it says what kind of document it is
+        suffix = PurePath(name).suffix[:10]
+        name = name[: 100 - len(suffix)].rstrip() + suffix
+    return name.strip() or "document"
 
 
 def _when(moment: object) -> str:
@@ -167,12 +170,22 @@ class QuestionAnswering(commands.Cog):
         data = await fetch_attachment(
             file, max_bytes=settings.upload_max_bytes, suffixes=DOCUMENT_SUFFIXES
         )
+        limits = IsolationLimits(
+            memory_mb=settings.parse_memory_mb, timeout_s=settings.parse_timeout_s
+        )
         try:
-            text = await run_isolated(
-                "bot.documents.parsing:document_text", data, file.filename, what=f"`{name}`"
+            text = await asyncio.to_thread(
+                run_isolated,
+                document_text,
+                data,
+                name,
+                limits=limits,
+                refusals=(DocumentRefused,),
             )
-        except IsolatedRefusal as exc:
+        except DocumentRefused as exc:
             raise UploadError(str(exc)) from None
+        except IsolationError as exc:
+            raise UploadError(exc.sentence(f"`{name}`", advice="try a smaller file")) from None
         text = bounded_text(text, settings.context_max_chars, what="file's text")
         written = await self.contexts.add(
             channel_id=interaction.channel_id,

@@ -21,9 +21,8 @@ from bot.contexts import ContextStore, Library
 from bot.documents.embedding import Embedder
 from bot.documents.index import DocumentIndex
 from bot.documents.indexer import Indexer
-from bot.documents.parsing import DOCUMENT_SUFFIXES, document_text
+from bot.documents.parsing import DOCUMENT_SUFFIXES, DocumentRefused, document_text
 from bot.documents.reading import Reader, read
-from bot.isolated import Refused
 from bot.store import Store
 
 log = logging.getLogger(__name__)
@@ -62,7 +61,7 @@ def _read(path: Path, name: str) -> str:
         return document_text(path.read_bytes(), name)
     except OSError as exc:
         raise FolderError(f"cannot read {path}: {exc.strerror or exc}") from None
-    except Refused as exc:
+    except DocumentRefused as exc:
         raise FolderError(f"{path}: {exc}") from None
 
 

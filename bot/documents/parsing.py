@@ -1,8 +1,9 @@
 """An uploaded document's text: .txt and .md as they are, .html as its text, .pdf through pypdf.
 
-:func:`document_text` is what :func:`bot.isolated.run_isolated` runs in a child process (so a
+:func:`document_text` is what :func:`bot.isolation.run_isolated` runs in a child process (so a
 crafted file cannot stall or exhaust the bot); it imports nothing of discord or torch. Problems
-with the file are :class:`bot.isolated.Refused` sentences naming it.
+with the file are :class:`DocumentRefused` sentences naming it. Text files are decoded by
+:mod:`models.decoding`, as every other upload is.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import re
 from html.parser import HTMLParser
 from pathlib import PurePath
 
-from bot.isolated import Refused
+from models.decoding import TextDecodeError
+from models.decoding import decode_text as decode_upload
 
 TEXT_SUFFIXES = frozenset({".txt", ".md", ".markdown"})
 HTML_SUFFIXES = frozenset({".html", ".htm"})
@@ -32,21 +34,16 @@ def tidy(text: str) -> str:
     return _BLANK_LINES.sub("\n\n", text).strip()
 
 
+class DocumentRefused(ValueError):
+    """The upload cannot be used as a document; the message is a sentence naming it."""
+
+
 def decode_text(data: bytes, name: str) -> str:
-    """UTF-8 text (with or without BOM); refused when it looks binary."""
-    if b"\x00" in data:
-        raise Refused(f"`{name}` looks like a binary file, not text.")
+    """UTF-8 (or UTF-16 with a BOM) text; refused, with the line, when it is not text."""
     try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise Refused(
-            f"`{name}` is not UTF-8 text (line {line}). Save it as UTF-8 and upload it again."
-        ) from None
-    control = sum(1 for ch in text if ord(ch) < 32 and ch not in "\n\r\t\f")
-    if control > max(8, len(text) // 100):
-        raise Refused(f"`{name}` looks like a binary file, not text.")
-    return text
+        return decode_upload(data, f"`{name}`", wanted="a .txt, .md, .pdf or .html file")
+    except TextDecodeError as exc:
+        raise DocumentRefused(str(exc)) from None
 
 
 class _HTMLText(HTMLParser):
@@ -115,14 +112,16 @@ def pdf_text(data: bytes, name: str) -> str:
     try:
         reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted and not reader.decrypt(""):
-            raise Refused(f"`{name}` is password-protected; upload a copy without a password.")
+            raise DocumentRefused(
+                f"`{name}` is password-protected; upload a copy without a password."
+            )
         if len(reader.pages) > MAX_PDF_PAGES:
-            raise Refused(f"`{name}` has more than {MAX_PDF_PAGES:,} pages.")
+            raise DocumentRefused(f"`{name}` has more than {MAX_PDF_PAGES:,} pages.")
         pages = [page.extract_text() or "" for page in reader.pages]
-    except Refused:
+    except DocumentRefused:
         raise
     except (PdfReadError, ValueError, KeyError, TypeError, IndexError) as exc:
-        raise Refused(f"`{name}` is not a PDF I can read ({type(exc).__name__}).") from None
+        raise DocumentRefused(f"`{name}` is not a PDF I can read ({type(exc).__name__}).") from None
     return "\n\n".join(tidy(page) for page in pages if page.strip())
 
 
@@ -137,12 +136,12 @@ def document_text(data: bytes, name: str) -> str:
     elif suffix in PDF_SUFFIXES:
         text = pdf_text(data, name)
         if not text:
-            raise Refused(
+            raise DocumentRefused(
                 f"`{name}` has no text to read (a scanned PDF holds only pictures of pages)."
             )
     else:
         kinds = ", ".join(sorted(DOCUMENT_SUFFIXES))
-        raise Refused(f"`{name}` is not a document I can read; upload one of {kinds}.")
+        raise DocumentRefused(f"`{name}` is not a document I can read; upload one of {kinds}.")
     if not text:
-        raise Refused(f"`{name}` is empty.")
+        raise DocumentRefused(f"`{name}` is empty.")
     return text

@@ -22,7 +22,7 @@ import torch
 
 from models.requests import EmbedRequest
 from models.results import EmbeddingResult
-from models.runners.common import Features, forward_rows, input_names, model_max_length, row
+from models.runners.common import Features, input_names, model_max_length, row
 from models.specs import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -134,33 +134,23 @@ class EmbeddingRunner:
         encoded = self.tokenizer(list(request.texts), truncation=True, max_length=self.max_length)
         return [row(encoded, self.inputs, i) for i in range(len(request.texts))]
 
-    def forward(self, batch: Sequence[list[Features]]) -> list[np.ndarray]:
-        rows = [features for texts in batch for features in texts]
-        vectors = np.zeros((len(rows), self.dimension), dtype=np.float32)
-        left = getattr(self.tokenizer, "padding_side", "right") == "left"
-        for chunk, output in forward_rows(
-            self.model, self.tokenizer, rows, self.spec.forward_batch
-        ):
-            hidden = output.last_hidden_state
-            # Each pass is padded to its longest row: the mask marks every row's own tokens.
-            lengths = torch.tensor([len(rows[i]["input_ids"]) for i in chunk], device=hidden.device)
-            positions = torch.arange(hidden.shape[1], device=hidden.device)[None, :]
-            if left:
-                mask = positions >= hidden.shape[1] - lengths[:, None]
-            else:
-                mask = positions < lengths[:, None]
-            vectors[chunk] = pool(hidden, mask, self.config.mode).cpu().numpy()
-        outputs = []
-        start = 0
-        for texts in batch:
-            outputs.append(vectors[start : start + len(texts)])
-            start += len(texts)
-        return outputs
+    def rows(self, prepared: list[Features]) -> list[Features]:
+        return prepared
+
+    def forward(self, rows: Sequence[Features]) -> list[np.ndarray]:
+        padded = self.tokenizer.pad(list(rows), return_tensors="pt")
+        with torch.inference_mode():
+            output = self.model(
+                **{name: tensor.to(self.model.device) for name, tensor in padded.items()}
+            )
+        # The pass is padded to its longest row: the attention mask marks each row's own tokens.
+        mask = padded["attention_mask"].to(output.last_hidden_state.device)
+        return list(pool(output.last_hidden_state, mask, self.config.mode).cpu().numpy())
 
     def finish(
-        self, request: EmbedRequest, prepared: list[Features], output: np.ndarray
+        self, request: EmbedRequest, prepared: list[Features], outputs: Sequence[np.ndarray]
     ) -> EmbeddingResult:
-        little_endian = output.astype("<f4", copy=False)
+        little_endian = np.asarray(outputs, dtype=np.float32).astype("<f4", copy=False)
         return EmbeddingResult(
             vectors=tuple(vector.tobytes() for vector in little_endian),
             dimension=self.dimension,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bot.documents.parsing import document_text
-from bot.isolated import IsolatedRefusal, Refused, run_isolated
+from bot.documents.parsing import DocumentRefused, document_text
+from bot.isolation import run_isolated
 from tests.support.documents import minimal_pdf
 
 
@@ -13,11 +13,11 @@ def test_text_and_markdown_are_kept_as_typed() -> None:
     assert document_text(b"\xef\xbb\xbf# Notes\r\n\r\nThe sky  is blue.\r\n", "a.md") == (
         "# Notes\n\nThe sky  is blue."
     )
-    with pytest.raises(Refused, match="not UTF-8 text \\(line 2\\)"):
+    with pytest.raises(DocumentRefused, match="not UTF-8 text: line 2"):
         document_text(b"ok\n\xff\xfe", "b.txt")
-    with pytest.raises(Refused, match="binary"):
+    with pytest.raises(DocumentRefused, match="binary"):
         document_text(bytes(range(256)) * 4, "c.txt")
-    with pytest.raises(Refused, match="empty"):
+    with pytest.raises(DocumentRefused, match="empty"):
         document_text(b"  \n ", "d.txt")
 
 
@@ -37,20 +37,20 @@ def test_pdf_pages_are_paragraphs() -> None:
     assert document_text(pdf, "tower.pdf") == (
         "The Eiffel Tower is in Paris.\nIt was finished in 1889.\n\nPage (two)."
     )
-    with pytest.raises(Refused, match="no text to read"):
+    with pytest.raises(DocumentRefused, match="no text to read"):
         document_text(minimal_pdf([""]), "scan.pdf")
-    with pytest.raises(Refused, match="not a PDF I can read"):
+    with pytest.raises(DocumentRefused, match="not a PDF I can read"):
         document_text(b"%PDF-1.4\nnonsense", "broken.pdf")
 
 
 def test_other_kinds_are_refused_with_the_kinds_that_work() -> None:
-    with pytest.raises(Refused, match=r"\.pdf"):
+    with pytest.raises(DocumentRefused, match=r"\.pdf"):
         document_text(b"a,b\n1,2\n", "table.csv")
 
 
-async def test_parsing_runs_in_a_child_process() -> None:
+def test_parsing_runs_in_a_child_process() -> None:
     pdf = minimal_pdf(["Warsaw is the capital of Poland."])
-    text = await run_isolated("bot.documents.parsing:document_text", pdf, "w.pdf")
+    text = run_isolated(document_text, pdf, "w.pdf", refusals=(DocumentRefused,))
     assert text == "Warsaw is the capital of Poland."
-    with pytest.raises(IsolatedRefusal, match=r"password|not a PDF"):
-        await run_isolated("bot.documents.parsing:document_text", b"%PDF-1.7\n\x00", "x.pdf")
+    with pytest.raises(DocumentRefused, match=r"password|not a PDF"):
+        run_isolated(document_text, b"%PDF-1.7\n\x00", "x.pdf", refusals=(DocumentRefused,))
