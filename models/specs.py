@@ -37,7 +37,8 @@ class ModelSpec:
     For encoder tasks ``max_batch`` is the number of requests gathered into one executor job;
     the runner sorts them by length and runs forward passes of ``forward_batch`` rows (inputs
     of similar length together, so padding stays small). For generation ``max_batch`` is the
-    number of streams that may generate at the same time (interleaved, never batched together).
+    number of streams that may generate at the same time, decoded together (one batched forward
+    pass per token), and ``generation_chunk_tokens`` the decoding steps per executor job.
     ``queue_depth`` bounds the requests waiting beyond that; past it requests fail fast with
     :class:`models.errors.QueueFull`. ``length_buckets`` are character-length edges: one job
     only holds requests from one bucket, so a very long input never joins short ones.
