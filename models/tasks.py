@@ -65,6 +65,9 @@ class TaskInfo:
     needs_fast_tokenizer: bool
     # ModelSpec field values for this task (see ModelSpec for what each bounds).
     batching: Mapping[str, object]
+    # The model outputs the runner reads; an encoder runtime other than torch
+    # (models/onnx_runtime.py) computes these. Empty: the task runs on torch only.
+    model_outputs: tuple[str, ...] = ()
 
     def runner_class(self) -> type:
         """The runner class (imports its module, and so torch)."""
@@ -100,6 +103,7 @@ TASKS: Mapping[Task, TaskInfo] = MappingProxyType(
             default_model="distilbert-base-uncased-finetuned-sst-2-english",
             needs_fast_tokenizer=False,
             batching=MappingProxyType({"max_batch": 64, "max_wait_ms": 5.0, "queue_depth": 256}),
+            model_outputs=("logits",),
         ),
         Task.NER: TaskInfo(
             Task.NER,
@@ -112,6 +116,7 @@ TASKS: Mapping[Task, TaskInfo] = MappingProxyType(
             default_model="dbmdz/bert-large-cased-finetuned-conll03-english",
             needs_fast_tokenizer=True,
             batching=MappingProxyType({"max_batch": 32, "max_wait_ms": 5.0, "queue_depth": 128}),
+            model_outputs=("logits",),
         ),
         Task.QA: TaskInfo(
             Task.QA,
@@ -126,6 +131,7 @@ TASKS: Mapping[Task, TaskInfo] = MappingProxyType(
             batching=MappingProxyType(
                 {"max_batch": 8, "forward_batch": 8, "max_wait_ms": 5.0, "queue_depth": 64}
             ),
+            model_outputs=("start_logits", "end_logits"),
         ),
         Task.EMBEDDING: TaskInfo(
             Task.EMBEDDING,
@@ -142,6 +148,7 @@ TASKS: Mapping[Task, TaskInfo] = MappingProxyType(
             batching=MappingProxyType(
                 {"max_batch": 16, "forward_batch": 32, "max_wait_ms": 5.0, "queue_depth": 128}
             ),
+            model_outputs=("last_hidden_state",),
         ),
     }
 )

@@ -192,3 +192,23 @@ def test_fair_use_settings_have_sane_defaults(monkeypatch: pytest.MonkeyPatch) -
         load(monkeypatch, HFCORD_FINETUNE_MAX_ACTIVE_JOBS="0")
     with pytest.raises(SettingsError, match="HFCORD_PARSE_MEMORY_MB"):
         load(monkeypatch, HFCORD_PARSE_MEMORY_MB="10")
+
+
+def test_encoder_runtime_reaches_every_encoder_task(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from models.specs import Task
+
+    default = load(monkeypatch).model_specs()
+    assert {spec.runtime for spec in default.values()} == {"torch"}
+    settings = load(monkeypatch, HFCORD_ENCODER_RUNTIME="onnx-int8", HFCORD_DATA_DIR=str(tmp_path))
+    specs = settings.model_specs()
+    encoders = [Task.SENTIMENT, Task.NER, Task.QA, Task.EMBEDDING]
+    assert all(specs[task].runtime == "onnx-int8" for task in encoders)
+    assert all(specs[task].runtime_cache == str(tmp_path / "onnx") for task in encoders)
+    assert specs[Task.GENERATION].runtime == "torch"
+    # A per-server model (a promoted fine-tune) keeps the runtime.
+    assert specs[Task.SENTIMENT].with_model("/data/models/job-3").runtime == "onnx-int8"
+    with pytest.raises(SettingsError) as caught:
+        load(monkeypatch, HFCORD_ENCODER_RUNTIME="tensorrt")
+    assert caught.value.problems[0].startswith("HFCORD_ENCODER_RUNTIME")
