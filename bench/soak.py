@@ -70,7 +70,8 @@ bot that got it was SIGKILLed less than 3 s later without having acknowledged it
   "Something went wrong", plus ERROR and CRITICAL records in the bot processes' logs (any
   logger); a record logging the error id of a counted message is that error, not another.
   ``unhandled_errors_by_action`` says which user action each answered ("bot log: LOGGER" for
-  log records), ``unhandled_error_exceptions`` the last line of each log record's traceback.
+  log records), ``unhandled_error_exceptions`` the last line of each log record's traceback (shown
+  errors' too, found in the log by their id).
 - ``lost_contexts``: channels whose last context write (set, append, upload) the bot confirmed
   before the kill ("Context set" / "Added.") is missing from the channel's context once the
   restarted bot is ready (no context, or one without that write's unique marker); a write or
@@ -149,6 +150,7 @@ from bench.soak_crowd import (  # noqa: E402
 )
 from bench.soak_record import (  # noqa: E402
     ACK_DEADLINE_S,
+    ERROR_ID_IN_LOG,
     ERROR_ID_IN_REPLY,
     ERROR_MARKERS,
     JOB_IN_REPLY,
@@ -824,6 +826,11 @@ class Soak:
             match = LOG_RECORD.match(record)
             errors_by_action[f"bot log: {match.group(2) if match else '?'}"] += 1
             exceptions[exception_line(record)] += 1
+        # An error a user was shown is counted once, by its reply; its traceback is in the log.
+        for record in self.log_errors(set())[0]:
+            match = ERROR_ID_IN_LOG.search(record)
+            if match and match.group(1) in errors:
+                exceptions[exception_line(record)] += 1
         last_run = self.run_index
         guilds = [self.emu.guild.id, self.emu.other_guild.id]
         try:

@@ -140,11 +140,14 @@ def read_promotions(db_path: Path, guild_ids: Iterable[int]) -> dict[int, set[st
 
 
 def read_contexts(db_path: Path, channel_ids: Iterable[int]) -> dict[int, str]:
+    """Each channel's documents, their texts joined (a channel's context is all of them)."""
     ids = list(channel_ids)
     marks = ",".join("?" * len(ids))
-    rows = read_rows(
-        db_path, f"SELECT channel_id, body FROM qa_contexts WHERE channel_id IN ({marks})", ids
-    )
+    query = f"""
+        SELECT channel_id, group_concat(body, char(10)) FROM documents
+        WHERE channel_id IN ({marks}) GROUP BY channel_id
+    """
+    rows = read_rows(db_path, query, ids)
     return {int(r[0]): str(r[1]) for r in rows}
 
 

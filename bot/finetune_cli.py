@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.text import format_duration
+from models.background import log_failures
 from models.training.datasets import ColumnSpec, DatasetError, TrainTask, check_validation
 from models.training.process import TrainingEvent, TrainingProcess, TrainingResult
 from models.training.spec import DEFAULT_HYPERPARAMETERS as DEFAULTS
@@ -167,7 +168,7 @@ async def _run(spec: JobSpec) -> TrainingResult:
                 print(
                     "cancelling: stopping after the current step (Ctrl-C again to kill)", flush=True
                 )
-                task = asyncio.ensure_future(job.cancel(CANCEL_GRACE_S))
+                task = log_failures(asyncio.ensure_future(job.cancel(CANCEL_GRACE_S)))
                 cancelling.add(task)
                 task.add_done_callback(cancelling.discard)
             else:

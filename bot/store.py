@@ -6,7 +6,7 @@ import asyncio
 import logging
 import re
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -51,6 +51,40 @@ def load_migrations(package: str = "bot.migrations") -> list[Migration]:
     return found
 
 
+# Every connection to the bot's database: wait for another connection's write lock (e.g. another
+# process's migrations) instead of failing — set before the WAL switch, which may need it —, WAL
+# so readers never block the writer, foreign keys enforced.
+_PRAGMAS = (
+    "PRAGMA busy_timeout=5000",
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA foreign_keys=ON",
+    "PRAGMA synchronous=NORMAL",
+)
+
+
+async def configure(conn: aiosqlite.Connection) -> None:
+    """Apply the pragmas every connection to the bot's database uses."""
+    for pragma in _PRAGMAS:
+        await conn.execute(pragma)
+
+
+@asynccontextmanager
+async def write_transaction(
+    conn: aiosqlite.Connection, lock: asyncio.Lock
+) -> AsyncIterator[aiosqlite.Connection]:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT`` on ``conn`` (one writer at a time through ``lock``),
+    rolled back on any exception."""
+    async with lock:
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            await conn.execute("ROLLBACK")
+            raise
+        else:
+            await conn.execute("COMMIT")
+
+
 class Store:
     """Owns the single database connection; domain repositories take a Store."""
 
@@ -68,11 +102,7 @@ class Store:
         conn.row_factory = aiosqlite.Row
         store = cls(conn, path)
         try:
-            # Wait for another process's write lock (e.g. its migrations) instead of failing.
-            await conn.execute("PRAGMA busy_timeout=5000")
-            await conn.execute("PRAGMA journal_mode=WAL")
-            await conn.execute("PRAGMA foreign_keys=ON")
-            await conn.execute("PRAGMA synchronous=NORMAL")
+            await configure(conn)
             await store.migrate(load_migrations() if migrations is None else migrations)
         except BaseException:
             await conn.close()
@@ -107,18 +137,9 @@ class Store:
                 await self.conn.execute(f"PRAGMA user_version = {pending[-1].version:d}")
         return len(pending)
 
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+    def transaction(self) -> AbstractAsyncContextManager[aiosqlite.Connection]:
         """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception."""
-        async with self._write_lock:
-            await self.conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self.conn
-            except BaseException:
-                await self.conn.execute("ROLLBACK")
-                raise
-            else:
-                await self.conn.execute("COMMIT")
+        return write_transaction(self.conn, self._write_lock)
 
     async def audit(
         self, *, guild_id: int | None, user_id: int, action: str, detail: str = ""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Sequence
 from pathlib import PurePath
 
 import discord
@@ -14,7 +15,7 @@ from bot.client import HFCordBot
 from bot.contexts import NOTES, Library
 from bot.documents.index import DocumentInfo
 from bot.documents.parsing import DOCUMENT_SUFFIXES, DocumentRefused, document_text
-from bot.documents.reading import Found, read
+from bot.documents.reading import Found, PartlyRead, read
 from bot.errors import UserFacingError
 from bot.inputs import bounded_text, note_if_loading, registry_of
 from bot.isolation import IsolationError, IsolationLimits, run_isolated
@@ -87,6 +88,18 @@ def format_answer(question: str, found: Found) -> str:
         f"**A:** {plain(found.text)} ({found.score:.0%} confident)\n"
         f"{quote(shown)}\n"
         f"-# from {code_span(found.document)}"
+    )
+
+
+def partly_read_note(partly_read: Sequence[PartlyRead]) -> str:
+    """Says which documents were too long for one reading (``HFCORD_QA_MAX_WINDOWS``)."""
+    if not partly_read:
+        return ""
+    first = partly_read[0]
+    more = f" (and {len(partly_read) - 1} more)" if len(partly_read) > 1 else ""
+    return (
+        f"\n-# {code_span(first.document)} is long: only its first {first.read_chars:,} of "
+        f"{first.total_chars:,} characters were searched{more}."
     )
 
 
@@ -296,20 +309,19 @@ class QuestionAnswering(commands.Cog):
         registry = registry_of(self.bot)
         await note_if_loading(interaction, registry, Task.QA)
         sources = await self.contexts.sources(library, question)
-        answers = await read(registry, question, sources.items, guild_id=interaction.guild_id)
-        best = answers[0] if answers else None
+        reading = await read(registry, question, sources.items, guild_id=interaction.guild_id)
+        best = reading.best
         if best is None or best.score < self.bot.settings.qa_min_score:
-            await send(
-                interaction,
+            reply = (
                 f"**Q:** {plain(question)}\n"
                 "Not found in this channel's documents. Try rephrasing, or add the information "
-                "with `/context append` or `/context upload`.",
+                "with `/context append` or `/context upload`."
             )
-            return
-        reply = format_answer(question, best)
-        if sources.lexical_only:
-            reply += " · found by its words only (the embedding model is not available)"
-        await send(interaction, reply)
+        else:
+            reply = format_answer(question, best)
+            if sources.lexical_only:
+                reply += " · found by its words only (the embedding model is not available)"
+        await send(interaction, reply + partly_read_note(reading.partly_read))
 
 
 def _parent_id(interaction: discord.Interaction[HFCordBot]) -> int | None:

@@ -11,12 +11,13 @@ transactions, so the store's writes wait at most one of them (``busy_timeout``).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
+
+from bot.store import configure, write_transaction
 
 
 def connect_with_vectors(path: Path | str) -> Any:
@@ -48,13 +49,7 @@ class IndexConnection:
         conn = aiosqlite.Connection(lambda: connect_with_vectors(path), iter_chunk_size=256)
         await conn
         try:
-            for pragma in (
-                "PRAGMA journal_mode=WAL",
-                "PRAGMA foreign_keys=ON",
-                "PRAGMA busy_timeout=5000",
-                "PRAGMA synchronous=NORMAL",
-            ):
-                await conn.execute(pragma)
+            await configure(conn)
         except BaseException:
             await conn.close()
             raise
@@ -63,18 +58,9 @@ class IndexConnection:
     async def close(self) -> None:
         await self.conn.close()
 
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+    def transaction(self) -> AbstractAsyncContextManager[aiosqlite.Connection]:
         """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception."""
-        async with self._write_lock:
-            await self.conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self.conn
-            except BaseException:
-                await self.conn.execute("ROLLBACK")
-                raise
-            else:
-                await self.conn.execute("COMMIT")
+        return write_transaction(self.conn, self._write_lock)
 
     async def fetchall(self, query: str, parameters: tuple[Any, ...] = ()) -> list[Any]:
         async with self.conn.execute(query, parameters) as cursor:

@@ -75,7 +75,7 @@ class FolderIndex:
     async def ask(self, reader: Reader, question: str) -> dict[str, Any]:
         """The answers (best first) and the passages read (in retrieval order), as JSON."""
         sources = await self.contexts.sources(self.library, question)
-        answers = await read(reader, question, sources.items)
+        reading = await read(reader, question, sources.items)
         return {
             "question": question,
             "answers": [
@@ -86,7 +86,7 @@ class FolderIndex:
                     "start": a.start,
                     "end": a.end,
                 }
-                for a in answers
+                for a in reading.answers
             ],
             "passages": [
                 {
@@ -96,6 +96,10 @@ class FolderIndex:
                     "score": s.score,
                 }
                 for s in sources.items
+            ],
+            "partly_read": [
+                {"document": p.document, "read_chars": p.read_chars, "total_chars": p.total_chars}
+                for p in reading.partly_read
             ],
         }
 

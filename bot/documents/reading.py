@@ -67,14 +67,42 @@ def quote_of(text: str, start: int, end: int) -> Quote:
     return Quote(sentence, None, None)
 
 
+@dataclass(frozen=True, slots=True)
+class PartlyRead:
+    """A source longer than the reader windows one request may cover
+    (``HFCORD_QA_MAX_WINDOWS``): only its first ``read_chars`` of ``total_chars`` were searched."""
+
+    document: str
+    read_chars: int
+    total_chars: int
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """What reading found: ``answers`` best first; ``partly_read`` the sources cut short."""
+
+    answers: list[Found]
+    partly_read: list[PartlyRead]
+
+    @property
+    def best(self) -> Found | None:
+        return self.answers[0] if self.answers else None
+
+
 async def read(
     reader: Reader, question: str, sources: Sequence[Source], *, guild_id: int | None = None
-) -> list[Found]:
-    """The best answer of each source, best first (empty spans left out)."""
+) -> Reading:
+    """The best answer of each source, best first (empty spans left out), and which sources
+    were too long to read whole."""
     results = await asyncio.gather(
         *(reader.answer(question, source.text, guild_id=guild_id) for source in sources)
     )
     found = []
+    partly_read = [
+        PartlyRead(source.document, result.read_chars, len(source.text))
+        for source, result in zip(sources, results, strict=True)
+        if result.read_chars is not None
+    ]
     for source, result in zip(sources, results, strict=True):
         best = result.best
         if best is None or best.is_empty:
@@ -90,4 +118,4 @@ async def read(
             )
         )
     # sorted() is stable: equal scores keep retrieval order.
-    return sorted(found, key=lambda answer: -answer.score)
+    return Reading(sorted(found, key=lambda answer: -answer.score), partly_read)

@@ -43,10 +43,17 @@ class ModelSwitch(Protocol):
     """Per-server model overrides (`models.registry.ModelRegistry` implements them)."""
 
     async def set_guild_override(
-        self, guild_id: int, task: Task, spec: str, *, preload: bool = True
+        self,
+        guild_id: int,
+        task: Task,
+        spec: str,
+        *,
+        preload: bool = True,
+        display_name: str | None = None,
     ) -> object:
-        """Serve the model at ``spec`` for ``task`` in a server; with ``preload`` it loads
-        first and nothing changes if it can't (the error is raised)."""
+        """Serve the model at ``spec`` for ``task`` in a server, shown to users as
+        ``display_name``; with ``preload`` it loads first and nothing changes if it can't (the
+        error is raised)."""
         ...
 
     async def clear_guild_override(self, guild_id: int, task: Task) -> None:

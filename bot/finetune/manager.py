@@ -59,6 +59,7 @@ from bot.finetune.requests import (
 from bot.isolation import IsolationLimits
 from bot.settings import Settings
 from bot.store import Store
+from models.background import log_failures
 from models.specs import Task
 from models.training.datasets import DataLimits
 from models.training.process import TrainingProcess, TrainingResult
@@ -187,7 +188,8 @@ class FineTuneManager:
             self._lock_fd = None
 
     def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
-        task = asyncio.create_task(coro, name=name)
+        """A task held until it ends (close() cancels the rest), its failure logged."""
+        task = log_failures(asyncio.create_task(coro, name=name))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task

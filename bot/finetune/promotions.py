@@ -60,7 +60,11 @@ class Promotions:
         for model in await self._repo.current_models():
             try:
                 await self.models.set_guild_override(
-                    model.guild_id, model.task, self._folder(model), preload=False
+                    model.guild_id,
+                    model.task,
+                    self._folder(model),
+                    preload=False,
+                    display_name=served_name(model.job_id),
                 )
             except Exception:
                 # A deleted folder must not stop the bot; the default model serves instead.
@@ -100,7 +104,9 @@ class Promotions:
                 f"serves fine-tuned models of up to {format_parameters(self._max_parameters)}."
             )
         # Loads first: if it can't load, the old model keeps serving and nothing is recorded.
-        await models.set_guild_override(job.guild_id, task, str(folder), preload=True)
+        await models.set_guild_override(
+            job.guild_id, task, str(folder), preload=True, display_name=served_name(job.id)
+        )
         model = await self._repo.promote(
             guild_id=job.guild_id,
             task=task,
@@ -133,7 +139,13 @@ class Promotions:
                 await models.clear_guild_override(guild_id, task)
                 break
             try:
-                await models.set_guild_override(guild_id, task, self._folder(serving), preload=True)
+                await models.set_guild_override(
+                    guild_id,
+                    task,
+                    self._folder(serving),
+                    preload=True,
+                    display_name=served_name(serving.job_id),
+                )
                 break
             except Exception:
                 # Its folder was deleted or no longer loads: fall back further.
@@ -148,3 +160,8 @@ class Promotions:
             + (f"job {serving.job_id}" if serving is not None else "the default model"),
         )
         return RollbackResult(current, serving, tuple(skipped))
+
+
+def served_name(job_id: int | None) -> str | None:
+    """How a promoted model is named to users (in /models, footers and errors)."""
+    return f"fine-tuned job #{job_id}" if job_id is not None else None

@@ -10,12 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TypeVar
 
-from discord.utils import escape_markdown
-
 from bot.finetune.progress import LiveProgress
 from bot.finetune.records import SERVED_TASK, FineTuneJob, GuildModel, RollbackResult
 from bot.finetune.requests import SubmittedJob
-from bot.text import format_duration
+from bot.text import format_duration, plain
 from models.specs import Task
 from models.training.process import TrainingResult
 from models.training.spec import JobStatus
@@ -50,7 +48,7 @@ def format_number(value: float) -> str:
 
 def shown(name: str) -> str:
     """A file or model name as text in a message: one line, markdown neutralised."""
-    return escape_markdown(" ".join(name.split()))
+    return plain(" ".join(name.split()))
 
 
 def format_metrics(metrics: Mapping[str, float], *, skip: Sequence[str] = ()) -> str:

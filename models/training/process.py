@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from models.background import log_failures
 from models.training.sandbox import child_environment
 from models.training.spec import DataSource, EventKind, JobSpec, JobStatus
 
@@ -162,7 +163,9 @@ class TrainingProcess:
         self._queue: asyncio.Queue[TrainingEvent | None] = asyncio.Queue()
         self._result: TrainingResult | None = None
         self._cancel_requested = False
-        self._reader = asyncio.create_task(self._read(), name=f"training-reader-{proc.pid}")
+        self._reader = log_failures(
+            asyncio.create_task(self._read(), name=f"training-reader-{proc.pid}")
+        )
 
     @classmethod
     async def start(

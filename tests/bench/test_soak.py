@@ -2,8 +2,7 @@
 
 The bounded soak runs ``python bench/soak.py --json`` as the lead would (20 s, 8 users: the
 real bot in its own process, a fine-tune job, a SIGKILL and a restart), once per module; each
-target is its own test. A target the bot misses today for a cause issue 10 names is an expected
-failure (``pytest.xfail``) only while every failure is of that cause; any other fails the test.
+target is its own test.
 """
 
 from __future__ import annotations
@@ -234,18 +233,6 @@ def test_no_unhandled_error(report: dict[str, Any]) -> None:
         "unhandled_error_exceptions",
         "error_samples",
     )
-    causes = report["unhandled_errors_by_action"]
-    exceptions = report["unhandled_error_exceptions"]
-    if (
-        causes
-        and all("deep JSON" in action or action.startswith("bot log:") for action in causes)
-        and all("Session is closed" in exception for exception in exceptions)
-    ):
-        pytest.xfail(
-            "issue 10 item 3: a deeply nested JSON upload answers with an error id; item 7: "
-            "SIGTERM while /generate streams logs 'Session is closed' errors and 'Task "
-            "exception was never retrieved'; remove this xfail once both end cleanly"
-        )
     assert report["unhandled_errors"] == 0, why
 
 
@@ -275,25 +262,12 @@ def test_no_reply_can_ping(report: dict[str, Any]) -> None:
 @pytest.mark.timeout(900)
 def test_no_reply_shows_the_host(report: dict[str, Any]) -> None:
     why = explain(report, "host_leaks", "host_leaks_by_kind", "host_leak_samples")
-    kinds = set(report["host_leaks_by_kind"])
-    if kinds and kinds <= {"models folder", "data folder", "host folder", "host secret"}:
-        pytest.xfail(
-            "issue 10 items 1 and 6: model folders show in /models, loading notes and the "
-            "/generate footer, the data folder in refusals, and a host folder named as a dataset "
-            "(even by a relative path) is read, resolved and sampled; remove this xfail once "
-            "users see model names only"
-        )
     assert report["host_leaks"] == 0, why
 
 
 @pytest.mark.timeout(900)
 def test_no_job_uses_another_servers_model_or_a_host_path(report: dict[str, Any]) -> None:
     why = explain(report, "foreign_refs_accepted", "foreign_ref_samples")
-    if report["foreign_refs_accepted"]:
-        pytest.xfail(
-            "issue 10 item 1: another server's model folder is accepted as a base model and a "
-            "local folder as a dataset; remove this xfail once refs from Discord are confined"
-        )
     assert report["foreign_refs_accepted"] == 0, why
 
 

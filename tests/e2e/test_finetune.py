@@ -165,6 +165,9 @@ async def test_upload_trains_with_progress_and_png_then_promote_serves_only_this
         there = await sentiment_labels(emu, emu.other_channel)
         assert "POSITIVE" in there or "NEGATIVE" in there, there
         assert "happy" not in there and "sad" not in there
+        listed = await emu.slash("models")
+        await listed.final()
+        assert "fine-tuned job #1" in listed.text and str(settings.data_dir) not in listed.text
 
     # A restart serves the promoted model again in that server only.
     async with run_bot(settings) as bot:

@@ -115,7 +115,8 @@ async def test_a_running_generation_counts_as_in_flight_until_it_ends(
 async def test_a_long_context_is_read_up_to_the_window_cap_and_the_answer_says_so(
     emu: DiscordEmulator, run_bot: BotRunner, make_settings: Callable[..., Settings]
 ) -> None:
-    settings = make_settings(qa_max_windows=2, qa_min_score=0.0)
+    # 32 passages' worth of text is read whole (no retrieval), but only 2 reader windows of it.
+    settings = make_settings(qa_max_windows=2, qa_min_score=0.0, ask_passages=32)
     body = " ".join(f"In year {1900 + i} the council met twice." for i in range(600))
     async with run_bot(settings):
         upload = await emu.slash("context upload", {"file": emu.attachment("long.txt", body)})
@@ -126,6 +127,7 @@ async def test_a_long_context_is_read_up_to_the_window_cap_and_the_answer_says_s
         read, total = (int(n.replace(",", "")) for n in match.groups())
         assert 0 < read < total == len(body)
 
+        await (await emu.slash("context remove", {"name": "long.txt"})).final()
         short = await emu.slash("context set", {"text": "The tower is in Paris."})
         await short.final()
         text = await answered(await emu.slash("ask", {"question": "Where is the tower?"}))
@@ -135,10 +137,10 @@ async def test_a_long_context_is_read_up_to_the_window_cap_and_the_answer_says_s
 async def test_a_sentiment_request_is_answered_while_a_long_ask_is_still_reading(
     emu: DiscordEmulator, make_settings: Callable[..., Settings]
 ) -> None:
-    settings = make_settings(qa_min_score=0.0)
+    # Retrieval finds 32 passages, read one window per pass, each pass slowed: ~32 passes.
+    settings = make_settings(qa_min_score=0.0, ask_passages=32)
     specs = settings.model_specs()
     qa_dir = specs[Task.QA].model_id
-    # One reader window per pass, each pass slowed: the question below takes ~40 passes.
     specs[Task.QA] = dataclasses.replace(specs[Task.QA], forward_batch=1)
     loader = CountingLoader(slow_forward={qa_dir: 0.08})
     registry = ModelRegistry(

@@ -184,13 +184,21 @@ class FakeModelSwitch:
 
     def __init__(self) -> None:
         self.overrides: dict[tuple[int, Task], str] = {}
+        self.display_names: dict[tuple[int, Task], str | None] = {}
         self.calls: list[tuple[Any, ...]] = []
         self.broken: set[str] = set()
 
     async def set_guild_override(
-        self, guild_id: int, task: Task, spec: str, *, preload: bool = True
+        self,
+        guild_id: int,
+        task: Task,
+        spec: str,
+        *,
+        preload: bool = True,
+        display_name: str | None = None,
     ) -> None:
         self.calls.append(("set", guild_id, task, spec, preload))
+        self.display_names[(guild_id, task)] = display_name
         if spec in self.broken:
             raise ValueError(f"{spec} does not load")
         self.overrides[(guild_id, task)] = spec

@@ -37,7 +37,7 @@ async def test_answers_point_into_their_documents_best_first() -> None:
         Source("c.txt", 5, "Rome, of course.", 0.6),
         Source("d.txt", 0, "A tie here.", 0.5),
     ]
-    found = await read(reader, "Where?", sources)
+    found = (await read(reader, "Where?", sources)).answers
     assert [(f.document, f.text, f.start, f.end) for f in found] == [
         ("c.txt", "Rome", 5, 9),
         ("a.txt", "Paris", 109, 114),  # equal scores keep retrieval order
@@ -62,7 +62,7 @@ async def test_one_whole_document_is_the_registrys_answer(tiny_qa_dir: Path) -> 
         body = "The Eiffel Tower is in Paris. It was finished in 1889 for the World's Fair."
         question = "When was the tower finished?"
         expected = (await registry.answer(question, body)).best
-        [found] = await read(registry, question, [Source("notes", 0, body)])
+        [found] = (await read(registry, question, [Source("notes", 0, body)])).answers
         assert expected is not None
         assert (found.text, found.score, found.start, found.end) == (
             expected.text,

@@ -257,6 +257,7 @@ async def test_promote_rollback_and_restore_on_start(
     first = await manager.promote(1, guild_id=1, user_id=7)
     assert first.task == "sentiment" and first.model_path == str(settings.models_dir / "1")
     assert models.calls[-1] == ("set", 1, "sentiment", first.model_path, True)
+    assert models.display_names[(1, Task.SENTIMENT)] == "fine-tuned job #1"  # never its path
     with pytest.raises(UserFacingError, match="already serves"):
         await manager.promote(1, guild_id=1, user_id=7)
     await manager.promote(2, guild_id=1, user_id=7)
@@ -267,10 +268,12 @@ async def test_promote_rollback_and_restore_on_start(
     await restarted.start(RecordingReporter(), models_after)
     path2 = str(settings.models_dir / "2")
     assert models_after.calls == [("set", 1, "sentiment", path2, False)]
+    assert models_after.display_names[(1, Task.SENTIMENT)] == "fine-tuned job #2"
 
     back = await restarted.rollback(1, Task.SENTIMENT, user_id=7)
     assert back.serving is not None and back.serving.job_id == 1
     assert models_after.overrides == {(1, "sentiment"): first.model_path}
+    assert models_after.display_names[(1, Task.SENTIMENT)] == "fine-tuned job #1"
     default = await restarted.rollback(1, Task.SENTIMENT, user_id=7)
     assert default.serving is None and models_after.calls[-1] == ("clear", 1, "sentiment")
     with pytest.raises(UserFacingError, match="default model already serves"):
