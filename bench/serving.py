@@ -284,6 +284,9 @@ async def bench_runtimes(
             result[f"{name}_load_s"] = time.perf_counter() - started
             await asyncio.gather(*(registry.classify(s) for s in sentences[:64]))  # warm-up
             result[rps_key] = (await bench_registry(registry, sentences))["registry_rps"]
+            loaded = registry._handles[spec.key].loaded
+            # OnnxEncoder, or the torch model when the runtime could not serve (see the log).
+            result[f"{name}_served_by"] = type(loaded.model).__name__ if loaded else None
             answers = await asyncio.gather(*(registry.classify(s) for s in sentences))
         finally:
             await registry.close()

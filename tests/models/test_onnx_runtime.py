@@ -55,6 +55,12 @@ def _offline() -> None:
     os.environ["HF_HUB_OFFLINE"] = "1"
 
 
+@pytest.fixture(scope="module")
+def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One conversion cache for the tiny sentiment model's tests (each export takes seconds)."""
+    return tmp_path_factory.mktemp("onnx")
+
+
 def _load(task: Task, folder: Path, cache: Path, runtime: str) -> LoadedModel:
     spec = default_spec(task, str(folder), runtime=runtime, runtime_cache=str(cache))
     return load_model(spec, ModelRef(kind="local", location=str(folder)))
@@ -125,9 +131,9 @@ def _answers(result: Any) -> Any:
 
 @pytest.mark.parametrize("runtime", ["onnx", "onnx-int8"])
 def test_sentiment_runs_on_each_runtime_as_on_torch(
-    tiny_sentiment_dir: Path, tmp_path: Path, runtime: str
+    tiny_sentiment_dir: Path, shared_cache: Path, runtime: str
 ) -> None:
-    _compare(Task.SENTIMENT, tiny_sentiment_dir, tmp_path / "onnx", runtime)
+    _compare(Task.SENTIMENT, tiny_sentiment_dir, shared_cache, runtime)
 
 
 @pytest.mark.slow
@@ -169,14 +175,14 @@ def test_a_stale_cached_conversion_is_rebuilt(tmp_path: Path) -> None:
 
 def test_torch_serves_when_the_converted_model_fails_its_check(
     tiny_sentiment_dir: Path,
-    tmp_path: Path,
+    shared_cache: Path,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     strict = {**onnx_runtime.TOLERANCES, "onnx": Tolerance(max_abs=-1.0, min_cosine=2.0)}
     monkeypatch.setattr(onnx_runtime, "TOLERANCES", strict)
     with caplog.at_level(logging.WARNING, logger="models.onnx_runtime"):
-        loaded = _load(Task.SENTIMENT, tiny_sentiment_dir, tmp_path, "onnx")
+        loaded = _load(Task.SENTIMENT, tiny_sentiment_dir, shared_cache, "onnx")
     assert isinstance(loaded.model, torch.nn.Module)
     assert any("serves with torch" in record.getMessage() for record in caplog.records)
     [result] = process_batch(_runner(loaded), [ClassifyRequest("fine")])
@@ -197,3 +203,24 @@ def test_a_failed_conversion_falls_back_to_torch_and_is_not_retried(
         loaded = _load(Task.SENTIMENT, tiny_sentiment_dir, tmp_path, "onnx-int8")
         assert isinstance(loaded.model, torch.nn.Module)
     assert len(calls) == 1
+
+
+def test_int8_keeps_the_measured_sensitive_layer_in_fp32(
+    tiny_sentiment_dir: Path, shared_cache: Path
+) -> None:
+    import onnx
+
+    loaded = _load(Task.SENTIMENT, tiny_sentiment_dir, shared_cache, "onnx-int8")
+    assert isinstance(loaded.model, OnnxEncoder)
+    folder = cache_folder(shared_cache, loaded.spec)
+    kept = onnx_runtime.int8_exclusions(folder / onnx_runtime.FP32_FILE)
+    assert len(kept) == 1  # layer 0's feed-forward output, of 2 layers x 6 weight MatMuls
+    graph = onnx.load(str(folder / onnx_runtime.INT8_FILE)).graph
+    float_matmuls = {node.name for node in graph.node if node.op_type == "MatMul"}
+    quantized = {
+        node.name.removesuffix("_quant")
+        for node in graph.node
+        if node.op_type in {"MatMulInteger", "DynamicQuantizeMatMul"}
+    }
+    assert set(kept) <= float_matmuls and not set(kept) & quantized
+    assert len(quantized) >= 11  # every other weight MatMul is int8
