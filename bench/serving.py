@@ -287,7 +287,10 @@ async def bench_runtimes(
             loaded = registry._handles[spec.key].loaded
             # OnnxEncoder, or the torch model when the runtime could not serve (see the log).
             result[f"{name}_served_by"] = type(loaded.model).__name__ if loaded else None
-            answers = await asyncio.gather(*(registry.classify(s) for s in sentences))
+            answers = []
+            for start in range(0, len(sentences), CONCURRENCY):  # within the queue's depth
+                chunk = sentences[start : start + CONCURRENCY]
+                answers.extend(await asyncio.gather(*(registry.classify(s) for s in chunk)))
         finally:
             await registry.close()
         labels = [answer.label for answer in answers]
