@@ -15,7 +15,7 @@ from models.errors import ModelError
 from models.refs import ModelRef
 from models.requests import EncoderRequest
 from models.results import ModelState
-from models.runners.base import StreamRunner
+from models.runners.base import EngineRunner, StreamRunner
 from models.specs import ModelSpec
 from models.streams import StreamSlots
 
@@ -28,7 +28,8 @@ class ModelHandle:
     """One loaded (or loadable) model shared by every spec with the same key.
 
     A batched task's model is served by a runner behind a ``batcher``; a streamed task's
-    model by a ``streamer`` behind ``slots``. ``ref`` is None while the reference could not be
+    model by a ``streamer`` behind ``slots``. A model on a remote engine also keeps its runner
+    as ``remote`` (its health, probe and HTTP client). ``ref`` is None while the reference could not be
     checked (a bad configured one: ``permanent_failure``; a missing folder: looked for again
     when the failure is retried). ``inflight`` counts requests holding the handle.
     """
@@ -44,6 +45,7 @@ class ModelHandle:
     batcher: MicroBatcher[EncoderRequest[Any], object] | None = None
     streamer: StreamRunner | None = None
     slots: StreamSlots | None = None
+    remote: EngineRunner | None = None
     load_task: asyncio.Task[None] | None = None
     inflight: int = 0
     retired: bool = False
