@@ -289,6 +289,11 @@ class Settings(BaseSettings):
             },
         )
 
+    def secrets(self) -> list[str]:
+        """Values the logs must never show: the bot token and the engine's API key."""
+        values = [self.discord_token, self.generation_api_key]
+        return [v.get_secret_value().strip() for v in values if v and v.get_secret_value().strip()]
+
     def token_value(self) -> str:
         """The bot token; raises `SettingsError` when it is not set."""
         if self.discord_token is None or not self.discord_token.get_secret_value().strip():

@@ -18,7 +18,7 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from aiohttp import web
 
@@ -190,3 +190,57 @@ class FakeEngine:
             await response.write(f"data: {json.dumps(data)}\n\n".encode())
         await response.write(b"data: [DONE]\n\n")
         self.completed += 1
+
+
+class KeywordClassifierRunner:
+    """A remote batched runner (as a Text Embeddings Inference classifier would be), standing in
+    for one in registry tests: built from the spec alone, "positive" when the text has "good".
+
+    ``threads`` records the thread each forward pass ran on; ``closed`` whether the registry
+    closed it; ``made`` every instance, newest last.
+    """
+
+    made: ClassVar[list[KeywordClassifierRunner]] = []
+
+    def __init__(self, spec: Any) -> None:
+        from models.engines import EngineHealth
+
+        KeywordClassifierRunner.made.append(self)
+        self.spec = spec
+        self.threads: list[str] = []
+        self.closed = False
+        self._health = EngineHealth(spec.engine.kind, spec.engine.host, "unknown")
+
+    def size_of(self, request: Any) -> int:
+        return len(request.text)
+
+    def prepare(self, request: Any) -> str:
+        return str(request.text)
+
+    def rows(self, prepared: str) -> list[dict[str, list[int]]]:
+        return [{"input_ids": [1] * len(prepared)}]
+
+    def forward(self, rows: Sequence[dict[str, list[int]]]) -> list[int]:
+        import threading
+
+        self.threads.append(threading.current_thread().name)
+        return [len(row["input_ids"]) for row in rows]
+
+    def finish(self, request: Any, prepared: str, outputs: Sequence[int]) -> Any:
+        from models.engines import EngineHealth
+        from models.results import ClassificationResult, LabelScore
+
+        label = "POSITIVE" if "good" in prepared else "NEGATIVE"
+        self._health = EngineHealth(self.spec.engine.kind, self.spec.engine.host, "answering")
+        return ClassificationResult(label, 0.9, (LabelScore(label, 0.9),), self.spec.model_id)
+
+    def health(self) -> Any:
+        return self._health
+
+    async def probe(self) -> Any:
+        from models.engines import EngineProbe
+
+        return EngineProbe("openai", self.spec.engine.host, self.spec.model_id, ("kw",), None, 0.0)
+
+    async def aclose(self) -> None:
+        self.closed = True
