@@ -1,5 +1,8 @@
 """The model registry: lazy loading, per-device execution, batching, per-guild overrides.
 
+(Past 600 lines: loading, overrides, engines, requests and statuses all work on the one table of
+model handles this class owns; splitting them would hand that table around.)
+
 Importing this module does not import torch; models load on first use (or :meth:`preload`).
 
 A spec with an engine (``ModelSpec.engine``) is served by the task's remote runner for that

@@ -47,6 +47,8 @@ NO_API_KEY = "no-key-configured"
 CANCEL_POLL_S = 0.05
 # Listing models (a probe) waits at most this long, whatever the read timeout.
 PROBE_TIMEOUT_S = 5.0
+# After the finish reason, how long the usage chunk and the end of the stream may take.
+TRAILER_WAIT_S = 2.0
 
 _END = object()
 _CANCELLED = object()
@@ -107,6 +109,12 @@ def read_chunk(chunk: Any) -> tuple[str, str | None, Any]:
         reason = getattr(choice, "finish_reason", None)
         finish = reason if isinstance(reason, str) else None
     return piece, finish, usage
+
+
+def serves(listed: tuple[str, ...], model: str) -> bool:
+    """Whether a server listing ``listed`` serves ``model`` (Ollama lists ``name:latest`` for
+    the ``name`` its API accepts)."""
+    return model in listed or f"{model}:latest" in listed
 
 
 def _finish_reason(reason: str | None) -> FinishReason:
@@ -180,6 +188,9 @@ class OpenAIChatRunner:
         finish: FinishReason | None = None
         attempt = 0
         while finish is None:
+            if cancel is not None and cancel.is_set():
+                finish = "cancelled"  # stopped before (another) request went out
+                break
             self._refuse_while_paused()
             attempt += 1
             stream: Any = None
@@ -233,7 +244,7 @@ class OpenAIChatRunner:
                 raise self._unavailable(failure) from None
             finally:
                 if stream is not None:
-                    await stream.close()
+                    await self._close(stream)
         if not parts and finish != "cancelled":  # answered, with nothing to say
             self._answered((loop.time() - started) * 1000)
         new_tokens = _usage_count(usage, "completion_tokens")
@@ -283,14 +294,24 @@ class OpenAIChatRunner:
 
     @staticmethod
     async def _trailing_usage(iterator: AsyncIterator[Any], usage: Any) -> Any:
-        """After the finish reason: read to the end for a usage-only chunk (OpenAI's
-        ``include_usage`` sends one), keeping what was seen if the rest is unreadable."""
+        """After the finish reason: read to the end (``[DONE]``) for a usage-only chunk
+        (OpenAI's ``include_usage`` sends one), for at most :data:`TRAILER_WAIT_S`, keeping what
+        was seen if the rest is late or unreadable."""
         try:
-            async for chunk in iterator:
-                usage = getattr(chunk, "usage", None) or usage
-        except Exception:
+            async with asyncio.timeout(TRAILER_WAIT_S):
+                async for chunk in iterator:
+                    usage = getattr(chunk, "usage", None) or usage
+        except (TimeoutError, Exception):
             log.debug("reading the end of a finished stream failed", exc_info=True)
         return usage
+
+    @staticmethod
+    async def _close(stream: Any) -> None:
+        """Close the HTTP response (the server sees the client go); never raises."""
+        try:
+            await stream.close()
+        except Exception:
+            log.debug("closing an engine stream failed", exc_info=True)
 
     @staticmethod
     async def _sleep_unless_cancelled(seconds: float, cancel: CancelFlag | None) -> bool:
@@ -418,7 +439,7 @@ class OpenAIChatRunner:
             return None
         # A 4xx: is it our model the server does not know, or its API not at this address?
         probe = await self.probe()
-        if probe.models is not None and self.spec.model_id not in probe.models:
+        if probe.models is not None and not serves(probe.models, self.spec.model_id):
             sentence = (
                 f"{service} does not serve the model {self.spec.name}; tell the bot's operator."
             )
@@ -475,7 +496,7 @@ class OpenAIChatRunner:
         except (openai.APIError, ValueError, TypeError, AttributeError) as exc:
             return self._probed(started, None, f"unreadable model list ({type(exc).__name__})")
         problem = None
-        if self.spec.model_id not in models:
+        if not serves(models, self.spec.model_id):
             shown = ", ".join(models[:5]) + (", …" if len(models) > 5 else "") or "none"
             problem = f"does not list the model {self.spec.model_id!r} (it lists: {shown})"
         return self._probed(started, models, problem)

@@ -118,6 +118,16 @@ async def test_finish_reason_length_and_a_separate_usage_chunk(
     assert (stats.prompt_tokens, stats.new_tokens) == (7, 3)
 
 
+async def test_a_server_silent_after_the_finish_does_not_hold_the_reply(
+    runner: OpenAIChatRunner, fake: FakeEngine
+) -> None:
+    fake.plan(Stream(["a", "b"], silent_after_finish=True))
+    started = time.monotonic()
+    stats = await collect(runner, prompt())
+    assert time.monotonic() - started < 5  # the trailer wait (2 s), not the read timeout
+    assert (stats.text, stats.new_tokens, stats.finish_reason) == ("ab", 2, "stop")
+
+
 async def test_without_usage_the_tokens_are_the_chunks(
     runner: OpenAIChatRunner, fake: FakeEngine
 ) -> None:
@@ -431,6 +441,15 @@ async def test_probe_lists_the_models_and_names_a_missing_one(fake: FakeEngine) 
     assert wrong.health().detail == (
         f"The generation service at 127.0.0.1:{fake.port} does not serve the model other."
     )
+
+
+async def test_a_model_listed_with_its_latest_tag_is_served() -> None:
+    async with FakeEngine(models=["llama3.2:latest"]) as engine:
+        runner = OpenAIChatRunner(engine_spec(engine.base_url, model="llama3.2"))
+        try:
+            assert (await runner.probe()).ok
+        finally:
+            await runner.aclose()
 
 
 async def test_probe_of_a_dead_engine_says_it_cannot_connect() -> None:

@@ -40,6 +40,7 @@ class Stream:
     cut_after: int | None = None
     error_after: int | None = None
     first_delay: float = 0.0
+    silent_after_finish: bool = False  # no [DONE]: the connection stays open, quiet
 
 
 @dataclass(frozen=True)
@@ -188,6 +189,8 @@ class FakeEngine:
             data = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 0}
             data.update(model=model, choices=[], usage=usage)
             await response.write(f"data: {json.dumps(data)}\n\n".encode())
+        if s.silent_after_finish:
+            await self._pause(60)
         await response.write(b"data: [DONE]\n\n")
         self.completed += 1
 
