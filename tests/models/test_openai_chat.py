@@ -26,7 +26,7 @@ SECRET = "sk-test-secret-0123456789"
 
 
 def engine_spec(base_url: str, model: str = "fake-model", **engine: Any) -> ModelSpec:
-    values: dict[str, Any] = {"backoff_s": 0.01, "breaker_pause_s": 0.3, **engine}
+    values: dict[str, Any] = {"backoff_s": 0.01, "breaker_pause_s": 1.0, **engine}
     return default_spec(
         Task.GENERATION,
         model,
@@ -271,7 +271,8 @@ async def test_repeated_failures_open_the_breaker_then_it_closes_after_the_pause
     with pytest.raises(EngineUnavailable, match=r"is not answering; try again in 1 s\.$"):
         await collect(runner, prompt())
     assert time.monotonic() - started < 0.1 and len(fake.requests) == 3
-    await asyncio.sleep(0.35)  # the pause (0.3 s) is over: the next request goes through
+    # once the pause is over, the next request goes through
+    await wait_until(lambda: runner.health().state != "paused", timeout=5, what="the pause end")
     stats = await collect(runner, prompt())
     assert stats.new_tokens == 5 and runner.health().state == "answering"
 
@@ -282,7 +283,7 @@ async def test_after_the_pause_one_failure_opens_the_breaker_again(
     fake.plan(Status(500), Status(500), Status(500), Status(503))
     with pytest.raises(EngineUnavailable):
         await collect(runner, prompt())
-    await asyncio.sleep(0.35)
+    await wait_until(lambda: runner.health().state != "paused", timeout=5, what="the pause end")
     with pytest.raises(EngineUnavailable, match="HTTP 503"):
         await collect(runner, prompt())
     assert len(fake.requests) == 4  # no retries: the breaker opened again at once
@@ -306,20 +307,28 @@ async def test_a_dead_engine_is_one_sentence_in_well_under_a_second() -> None:
     assert runner.health().state == "paused"
 
 
-async def test_a_hung_engine_times_out_within_the_budget(fake: FakeEngine) -> None:
-    runner = OpenAIChatRunner(
-        engine_spec(fake.base_url, read_timeout_s=0.3, retry_budget_s=0.5, backoff_s=0.05)
-    )
-    fake.plan(Hang(), Hang(), Hang())
+async def test_a_hung_engine_times_out_and_is_tried_again(fake: FakeEngine) -> None:
+    runner = OpenAIChatRunner(engine_spec(fake.base_url, read_timeout_s=0.3, max_attempts=2))
+    fake.plan(Hang(), Hang())
     started = time.monotonic()
     try:
         with pytest.raises(EngineUnavailable, match="is not answering; try again in"):
             await collect(runner, prompt())
     finally:
         await runner.aclose()
-    # Two attempts of 0.3 s: a third would start past the 0.5 s budget.
     assert len(fake.requests) == 2
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < 3
+
+
+async def test_no_attempt_starts_past_the_retry_budget(fake: FakeEngine) -> None:
+    runner = OpenAIChatRunner(engine_spec(fake.base_url, read_timeout_s=0.3, retry_budget_s=0.2))
+    fake.plan(Hang(), Hang(), Hang())
+    try:
+        with pytest.raises(EngineUnavailable, match="is not answering"):
+            await collect(runner, prompt())
+    finally:
+        await runner.aclose()
+    assert len(fake.requests) == 1  # the first attempt alone outlasted the budget
 
 
 async def test_a_stream_cut_mid_reply_is_not_retried(

@@ -27,7 +27,7 @@ from tests.support.waiting import wait_until
 
 
 def remote_generation(base_url: str, model: str = "fake-model", **limits: Any) -> ModelSpec:
-    engine = Engine("openai", base_url, backoff_s=0.01, breaker_pause_s=0.5)
+    engine = Engine("openai", base_url, backoff_s=0.01, breaker_pause_s=5.0)
     return default_spec(Task.GENERATION, model, engine=engine, max_batch=16, **limits)
 
 
