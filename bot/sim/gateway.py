@@ -103,7 +103,8 @@ class GatewayHub:
     """Accepts gateway connections and routes each event to the session(s) of its shard.
 
     ``live`` holds the latest session per shard (a new IDENTIFY for a shard replaces the one
-    before, as on Discord); ``current`` is the latest session to identify.
+    before, as on Discord, and one with another shard count replaces them all); ``current`` is
+    the latest session to identify.
     """
 
     def __init__(
@@ -228,8 +229,9 @@ class GatewayHub:
         session = GatewaySession(secrets.token_hex(16), int(data.get("intents", 0)), shard)
         session.ws = ws
         self.sessions[session.id] = session
-        if shard is None:  # one session for everything replaces every shard
-            self.live.clear()
+        # A new shard count (no shard: a count of 1) replaces the sessions of the old one.
+        count = session.shard_key[1]
+        self.live = {key: live for key, live in self.live.items() if key[1] == count}
         self.live[session.shard_key] = session
         self.current = session
         state = self.state

@@ -3,7 +3,7 @@ chat-completions server (vLLM, Text Generation Inference, llama.cpp's server, Ol
 ``transformers serve``), through the official ``openai`` async client.
 
 The request's chat messages go to the server as they are, so the server applies its model's chat
-template. Engine faults become one sentence naming the service's host (never a hang): the
+template (``GenerationParams.use_chat_template``, a local model's choice, does not apply here). Engine faults become one sentence naming the service's host (never a hang): the
 client has connect and read timeouts (:class:`~models.engines.Engine`); before the first piece a
 connection failure, timeout, 429 or 5xx is tried again with back-off, within a time budget;
 repeated failures open a :class:`~models.engines.CircuitBreaker`, during which requests are

@@ -118,6 +118,21 @@ async def test_every_shard_resumes_its_own_session_after_a_reconnect(
         assert inter.text == "after" and bot1.received[-1][1] == 1
 
 
+async def test_a_new_shard_count_replaces_the_old_sessions(
+    emu: DiscordEmulator, two_shards: tuple[tuple[SimGuild, SimChannel], ...]
+) -> None:
+    async with shard_bots(emu, [0], [1]):
+        assert emu.hub.shards == [(0, 2), (1, 2)]
+    async with shard_bots(emu, None, count=3) as (bot,):
+        assert emu.hub.shards == [(0, 3), (1, 3), (2, 3)]
+        assert {g.id for g in bot.guilds} == set(emu.state.guilds)
+        await bot.tree.sync()
+        (_, one_general) = two_shards[1]
+        inter = await emu.slash("echo", {"text": "resharded"}, channel=one_general)
+        await inter.final()
+        assert inter.text == "resharded" and len(bot.received) == 1
+
+
 @pytest.mark.parametrize("shard", [[2, 2], [0, 0], [-1, 2], [0]])
 async def test_identify_with_an_invalid_shard_is_closed_with_4010(
     emu: DiscordEmulator, shard: list[int]
