@@ -284,6 +284,7 @@ def build_models(root: Path) -> dict[str, Path]:
         "sentiment": ("tiny-sentiment", tiny.build_tiny_sentiment),
         "ner": ("tiny-ner", tiny.build_tiny_ner),
         "qa": ("tiny-qa", tiny.build_tiny_qa),
+        "embedding": ("tiny-embedding", tiny.build_tiny_embedding),
     }
     found = {}
     for task, (name, build) in builders.items():
@@ -356,6 +357,7 @@ class Soak:
             "HFCORD_SENTIMENT_MODEL": str(self.models["sentiment"]),
             "HFCORD_NER_MODEL": str(self.models["ner"]),
             "HFCORD_QA_MODEL": str(self.models["qa"]),
+            "HFCORD_EMBEDDING_MODEL": str(self.models["embedding"]),
             "HFCORD_MODEL_ROOTS": str(self.models_dir),
             "HFCORD_LOG_LEVEL": "INFO",
         }

@@ -76,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from bot.logs import setup_logging
 
-    setup_logging(settings.log_level, secrets=[token])
+    setup_logging(settings.log_level, secrets=settings.secrets())
     runner = _sync if parsed.command == "sync" else _run
     try:
         return asyncio.run(runner(settings, token))
@@ -166,6 +166,12 @@ def check(settings: Settings) -> int:
 
     offline = hub_offline()
     for task, spec in settings.model_specs().items():
+        if spec.engine is not None:
+            where, problem = asyncio.run(probe_engine(spec))
+            print(f"{task}: {spec.model_id}: {where}")
+            if problem:
+                problems.append(f"{task} engine at {spec.engine.base_url}: {problem}")
+            continue
         where, problem = describe_model(spec, offline=offline)
         gguf = f" ({spec.gguf_file})" if spec.gguf_file else ""
         print(f"{task}: {spec.model_id}{gguf}: {where}")
@@ -201,6 +207,25 @@ async def _check_store(settings: Settings) -> list[str]:
     finally:
         await store.close()
     return []
+
+
+async def probe_engine(spec: ModelSpec) -> tuple[str, str | None]:
+    """Ask the engine serving ``spec`` for its models: where the model is, and a problem if
+    the engine does not answer or does not list it."""
+    from models.tasks import task_info
+
+    runner = task_info(spec.task).runner_class(spec.backend)(spec)
+    try:
+        probe = await runner.probe()
+    finally:
+        await runner.aclose()
+    where = f"{spec.backend} engine at {probe.host}"
+    if probe.models is None:
+        return f"{where}, not answering", probe.problem
+    listed = ", ".join(probe.models) or "no models"
+    return f"{where}, answering in {probe.seconds * 1000:.0f} ms; it serves: {listed}", (
+        probe.problem
+    )
 
 
 def describe_model(spec: ModelSpec, *, offline: bool) -> tuple[str, str | None]:

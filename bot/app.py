@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
-from bot.client import HFCordBot
+from bot.client import HFCordBot, bot_class
 from bot.contexts import ContextStore
 from bot.conversations import ChatLimits, ConversationRecords, Conversations
 from bot.documents.embedding import RegistryEmbedder
@@ -68,7 +68,7 @@ async def open_app(
             from bot.finetune import FineTuneManager
 
             jobs = FineTuneManager(settings, store)
-        bot = HFCordBot(
+        bot = bot_class(settings)(  # sharded when HFCORD_SHARD_COUNT is set
             settings=settings,
             store=store,
             contexts=ContextStore(

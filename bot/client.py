@@ -1,5 +1,7 @@
 """The Bot subclass: owns settings, store, the model registry, the usage limiter and the
-conversations service; loads the cogs."""
+conversations service; loads the cogs. :class:`ShardedHFCordBot` is the same bot on discord.py's
+``AutoShardedBot``: one process holding the shards ``HFCORD_SHARD_IDS`` of ``HFCORD_SHARD_COUNT``
+(see :func:`bot_class`)."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ import importlib
 import logging
 import pkgutil
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import discord
 from discord.ext import commands
@@ -77,6 +79,7 @@ class HFCordBot(commands.Bot):
             tree_cls=HFCordTree,
             allowed_mentions=NO_MENTIONS,
             help_command=None,
+            **self._client_options(),
         )
         self.settings = settings
         self.store = store
@@ -94,6 +97,10 @@ class HFCordBot(commands.Bot):
         self.sync_commands = sync_commands
         self.loaded_extensions: list[str] = []
         self.failed_extensions: dict[str, str] = {}
+
+    def _client_options(self) -> dict[str, Any]:
+        """Extra discord.py client options (the sharded bot's shards)."""
+        return {}
 
     async def setup_hook(self) -> None:
         names = self.extension_names if self.extension_names is not None else discover_extensions()
@@ -130,6 +137,36 @@ class HFCordBot(commands.Bot):
     async def on_ready(self) -> None:
         assert self.user is not None
         log.info("logged in as %s (%s) in %d server(s)", self.user, self.user.id, len(self.guilds))
+
+
+class ShardedHFCordBot(HFCordBot, commands.AutoShardedBot):
+    """hfcord over several gateway connections (shards), for bots in many servers.
+
+    Discord sends each server's events to shard ``(guild_id >> 22) % shard_count`` (direct
+    messages to shard 0); this process connects the shards ``settings.shard_ids`` (all when
+    unset) of ``settings.shard_count``, so several processes can split them. Everything else
+    (cogs, services, replies over REST) is :class:`HFCordBot`'s.
+    """
+
+    def __init__(self, *, settings: Settings, **kwargs: Any) -> None:
+        if settings.shard_count is None:
+            raise ValueError("a sharded bot needs settings.shard_count")
+        self._shard_options = {
+            "shard_count": settings.shard_count,
+            "shard_ids": list(settings.shard_ids) if settings.shard_ids is not None else None,
+        }
+        super().__init__(settings=settings, **kwargs)
+
+    def _client_options(self) -> dict[str, Any]:
+        return dict(self._shard_options)
+
+    async def on_shard_ready(self, shard_id: int) -> None:
+        log.info("shard %d of %s is ready", shard_id, self.shard_count)
+
+
+def bot_class(settings: Settings) -> type[HFCordBot]:
+    """The bot class for ``settings``: sharded when HFCORD_SHARD_COUNT is set."""
+    return ShardedHFCordBot if settings.sharded else HFCordBot
 
 
 def extension_is_available(name: str) -> bool:

@@ -128,7 +128,7 @@ def main(argv: list[str]) -> int:
 
     from bot.logs import setup_logging
 
-    setup_logging(settings.log_level if args.verbose else "WARNING")
+    setup_logging(settings.log_level if args.verbose else "WARNING", secrets=settings.secrets())
     if not args.verbose:
         logging.getLogger("discord.client").setLevel(logging.ERROR)  # voice-support notices
     interactive = sys.stdin.isatty()

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from models.engines import Engine
 from models.specs import DEFAULT_QA_MAX_WINDOWS, ModelSpec, default_specs
 from models.tasks import Task, task_info
 
@@ -62,6 +64,21 @@ class Settings(BaseSettings):
 
     generation_model: str = Field(default=DEFAULT_GENERATION_MODEL, alias="HFCORD_GENERATION_MODEL")
     generation_gguf_file: str | None = Field(default=None, alias="HFCORD_GENERATION_GGUF_FILE")
+    # Generation on an OpenAI-compatible server instead of in this process (models/engines.py).
+    generation_backend: Literal["local", "openai"] = Field(
+        default="local", alias="HFCORD_GENERATION_BACKEND"
+    )
+    generation_base_url: str | None = Field(default=None, alias="HFCORD_GENERATION_BASE_URL")
+    generation_api_key: SecretStr | None = Field(default=None, alias="HFCORD_GENERATION_API_KEY")
+    generation_connect_timeout_s: float = Field(
+        default=3.0, alias="HFCORD_GENERATION_CONNECT_TIMEOUT_S", gt=0, le=60
+    )
+    generation_read_timeout_s: float = Field(
+        default=30.0, alias="HFCORD_GENERATION_READ_TIMEOUT_S", gt=0, le=600
+    )
+    generation_engine_streams: int = Field(
+        default=16, alias="HFCORD_GENERATION_ENGINE_STREAMS", ge=1, le=1024
+    )
     sentiment_model: str = Field(default=DEFAULT_SENTIMENT_MODEL, alias="HFCORD_SENTIMENT_MODEL")
     ner_model: str = Field(default=DEFAULT_NER_MODEL, alias="HFCORD_NER_MODEL")
     qa_model: str = Field(default=DEFAULT_QA_MODEL, alias="HFCORD_QA_MODEL")
@@ -128,6 +145,12 @@ class Settings(BaseSettings):
     chat_temperature: float = Field(default=0.7, alias="HFCORD_CHAT_TEMPERATURE", ge=0, le=2)
     log_level: str = Field(default="INFO", alias="HFCORD_LOG_LEVEL")
 
+    # Gateway sharding (bot/client.py): this process runs shards `shard_ids` of `shard_count`.
+    shard_count: int | None = Field(default=None, alias="HFCORD_SHARD_COUNT", ge=1, le=100_000)
+    shard_ids: Annotated[tuple[int, ...] | None, NoDecode] = Field(
+        default=None, alias="HFCORD_SHARD_IDS"
+    )
+
     @field_validator("admin_ids", mode="before")
     @classmethod
     def _parse_admin_ids(cls, value: Any) -> Any:
@@ -153,6 +176,56 @@ class Settings(BaseSettings):
     @classmethod
     def _absolute_roots(cls, value: tuple[Path, ...]) -> tuple[Path, ...]:
         return tuple(root.expanduser().resolve() for root in value)
+
+    @field_validator("shard_ids", mode="before")
+    @classmethod
+    def _parse_shard_ids(cls, value: Any) -> Any:
+        items = _split_list(value)
+        if isinstance(items, list):
+            for item in items:
+                if isinstance(item, str) and not item.isdigit():
+                    raise ValueError(f"expected comma-separated shard numbers, got {item!r}")
+            ids = tuple(int(item) for item in items)
+            if len(set(ids)) != len(ids):
+                raise ValueError("a shard is listed twice")
+            return tuple(sorted(ids)) or None
+        return value
+
+    @field_validator("generation_base_url", mode="after")
+    @classmethod
+    def _base_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(
+                f"expected the server's http(s) address, like http://127.0.0.1:8000/v1, got {value!r}"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.generation_backend == "openai":
+            if self.generation_base_url is None:
+                raise ValueError(
+                    "HFCORD_GENERATION_BACKEND=openai needs HFCORD_GENERATION_BASE_URL, the "
+                    "server's address (like http://127.0.0.1:8000/v1)"
+                )
+            if "generation_model" not in self.model_fields_set:
+                raise ValueError(
+                    "HFCORD_GENERATION_BACKEND=openai needs HFCORD_GENERATION_MODEL, the model's "
+                    "name on that server"
+                )
+        if self.shard_ids is not None:
+            if self.shard_count is None:
+                raise ValueError("HFCORD_SHARD_IDS needs HFCORD_SHARD_COUNT, the total of shards")
+            if max(self.shard_ids) >= self.shard_count:
+                raise ValueError(
+                    f"HFCORD_SHARD_IDS must be below HFCORD_SHARD_COUNT ({self.shard_count}): "
+                    "shards are numbered from 0"
+                )
+        return self
 
     @field_validator("data_dir", mode="after")
     @classmethod
@@ -246,10 +319,39 @@ class Settings(BaseSettings):
         """
         return (self.models_dir, *self.model_roots)
 
+    @property
+    def sharded(self) -> bool:
+        """Whether the bot connects as shards (HFCORD_SHARD_COUNT is set)."""
+        return self.shard_count is not None
+
+    def generation_engine(self) -> Engine | None:
+        """The server generation runs on (None: in this process)."""
+        if self.generation_backend == "local" or self.generation_base_url is None:
+            return None
+        key = self.generation_api_key.get_secret_value() if self.generation_api_key else None
+        return Engine(
+            kind=self.generation_backend,
+            base_url=self.generation_base_url,
+            api_key=key or None,
+            connect_timeout_s=self.generation_connect_timeout_s,
+            read_timeout_s=self.generation_read_timeout_s,
+        )
+
     def model_specs(self) -> dict[Task, ModelSpec]:
         """The model each task serves, as the registry takes it: the one mapping from settings
         to model specs (the bot, `python -m bot infer` and `python -m bot check` use it)."""
         encoder = {"runtime": self.encoder_runtime, "runtime_cache": str(self.runtime_cache_dir)}
+        generation: dict[str, object] = {"max_new_tokens": self.max_new_tokens}
+        engine = self.generation_engine()
+        if engine is None:
+            generation["gguf_file"] = self.generation_gguf_file
+        else:
+            # The engine batches streams itself: hold more open at once than a local model.
+            generation.update(
+                engine=engine,
+                max_batch=self.generation_engine_streams,
+                queue_depth=4 * self.generation_engine_streams,
+            )
         return default_specs(
             {
                 Task.GENERATION: self.generation_model,
@@ -260,16 +362,18 @@ class Settings(BaseSettings):
             },
             device=self.device,
             overrides={
-                Task.GENERATION: {
-                    "gguf_file": self.generation_gguf_file,
-                    "max_new_tokens": self.max_new_tokens,
-                },
+                Task.GENERATION: generation,
                 Task.QA: {"max_windows": self.qa_max_windows, **encoder},
                 Task.SENTIMENT: encoder,
                 Task.NER: encoder,
                 Task.EMBEDDING: encoder,
             },
         )
+
+    def secrets(self) -> list[str]:
+        """Values the logs must never show: the bot token and the engine's API key."""
+        values = [self.discord_token, self.generation_api_key]
+        return [v.get_secret_value().strip() for v in values if v and v.get_secret_value().strip()]
 
     def token_value(self) -> str:
         """The bot token; raises `SettingsError` when it is not set."""
@@ -287,11 +391,14 @@ def _describe(exc: ValidationError) -> list[str]:
     fields = Settings.model_fields
     problems = []
     for error in exc.errors(include_input=False, include_url=False):
-        name = str(error["loc"][0]) if error["loc"] else "settings"
-        field = fields.get(name)
-        env_name = field.alias if field is not None and field.alias else name
         message = error["msg"]
         if message.startswith("Value error, "):
             message = message[len("Value error, ") :]
+        if not error["loc"]:  # a rule across settings: its message names them
+            problems.append(message)
+            continue
+        name = str(error["loc"][0])
+        field = fields.get(name)
+        env_name = field.alias if field is not None and field.alias else name
         problems.append(f"{env_name}: {message}")
     return problems

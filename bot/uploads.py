@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Collection
 from pathlib import PurePath
 
+import aiohttp
 import discord
 
 from bot.errors import UserFacingError
@@ -44,7 +45,8 @@ async def fetch_attachment(
         raise UploadError(f"`{name}` is empty.")
     try:
         data = await attachment.read()
-    except discord.HTTPException as exc:
+    except (discord.HTTPException, aiohttp.ClientError, TimeoutError) as exc:
+        # Discord's answer, or the connection to its CDN dropping or stalling: ask again.
         raise UploadError(
             f"I couldn't download `{name}` from Discord; try uploading it again."
         ) from exc

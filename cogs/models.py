@@ -2,6 +2,8 @@
 
 Models are shown by name (a folder's name, a hub id, "fine-tuned job #12"), never by path;
 a server's own model that cannot be served says so, and that the default model answers instead.
+A model on an inference engine shows the backend, the engine's host (never its key) and its
+health; /models asks each engine first (a few seconds at most).
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ from discord.ext import commands
 
 from bot.client import HFCordBot
 from bot.inputs import registry_of
-from bot.reply import send
+from bot.reply import defer, send
 from bot.text import code_span, plain
+from models.engines import EngineHealth, whole_seconds
 from models.results import ModelStatus
 
 _STATE = {
@@ -29,7 +32,31 @@ def shown_name(status: ModelStatus) -> str:
     return code_span(status.name + (f" ({status.gguf_file})" if status.gguf_file else ""))
 
 
+def health_text(health: EngineHealth) -> str:
+    """An engine's health, as /models shows it."""
+    if health.state == "answering":
+        text = "🟢 answering"
+        if health.first_token_ms is not None:
+            text += f" ({health.first_token_ms:.0f} ms)"
+        return text
+    if health.state == "unknown":
+        return "⚪ not asked yet"
+    if health.state == "paused":
+        text = "🟠 paused after repeated failures"
+        if health.retry_in_s is not None:
+            text += f", tries again in {whole_seconds(health.retry_in_s)} s"
+    else:
+        text = "🔴 failing"
+    return text + (f": {plain(health.detail)}" if health.detail else "")
+
+
 def status_line(status: ModelStatus, *, promoted: bool = False) -> str:
+    if status.health is not None:
+        where = f"{status.backend} at {code_span(status.health.host)}"
+        line = f"**{status.task}**: {shown_name(status)} · {where}"
+        if status.state == "failed" and status.reason:
+            return line + f" · 🔴 failed: {plain(status.reason)}"
+        return line + f" · {health_text(status.health)}"
     line = f"**{status.task}**: {shown_name(status)} · {status.source}"
     if promoted:
         line += " · promoted in this server"
@@ -72,7 +99,11 @@ class Models(commands.Cog):
     @app_commands.command(name="models")
     async def models(self, interaction: discord.Interaction[HFCordBot]) -> None:
         """Which model serves each task here, and whether it is loaded."""
-        statuses = registry_of(self.bot).statuses(interaction.guild_id)
+        registry = registry_of(self.bot)
+        if any(s.health is not None for s in registry.statuses(interaction.guild_id)):
+            await defer(interaction, ephemeral=True)  # asking the engines takes a moment
+            await registry.probe_engines(interaction.guild_id)
+        statuses = registry.statuses(interaction.guild_id)
         await send(interaction, format_statuses(statuses, interaction.guild_id), ephemeral=True)
 
 

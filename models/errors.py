@@ -27,6 +27,24 @@ class ModelUnavailable(ModelError):
         self.reason = reason or message
 
 
+class EngineUnavailable(ModelUnavailable):
+    """A remote inference engine failed or refused a request; ``host`` is where it is (what
+    users see) and ``retry_in_s``, when set, how long until the bot tries it again."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        host: str,
+        retry_in_s: float | None = None,
+        model_id: str = "",
+        reason: str = "",
+    ) -> None:
+        super().__init__(message, model_id=model_id, reason=reason)
+        self.host = host
+        self.retry_in_s = retry_in_s
+
+
 class ModelLoading(ModelError):
     """The model is still loading; the caller should try again shortly."""
 

@@ -21,9 +21,10 @@ _GGUF_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}\.gguf$", re.ASCII)
 
 @dataclass(frozen=True)
 class ModelRef:
-    """A validated reference: a hub id, or a resolved local folder."""
+    """A validated reference: a hub id, a resolved local folder, or a model on a remote engine
+    (``location`` is then the engine's base URL)."""
 
-    kind: Literal["hub", "local"]
+    kind: Literal["hub", "local", "engine"]
     location: str
 
 

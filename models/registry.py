@@ -1,6 +1,14 @@
 """The model registry: lazy loading, per-device execution, batching, per-guild overrides.
 
+(Past 600 lines: loading, overrides, engines, requests and statuses all work on the one table of
+model handles this class owns; splitting them would hand that table around.)
+
 Importing this module does not import torch; models load on first use (or :meth:`preload`).
+
+A spec with an engine (``ModelSpec.engine``) is served by the task's remote runner for that
+engine's kind (models.tasks), built from the spec alone when the registry first needs it: no
+model loads here, and ``statuses`` carry the engine's health; :meth:`probe_engines` asks each
+engine now.
 
 Servers' own models (per-guild overrides) are untrusted input as far as the host is concerned:
 at most ``max_resident_overrides`` of them stay loaded (the least recently used idle one is
@@ -25,6 +33,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from models.background import BackgroundTasks, log_failures
 from models.batcher import MicroBatcher
+from models.engines import EngineProbe
 from models.errors import (
     InvalidModelRef,
     ModelError,
@@ -34,14 +43,10 @@ from models.errors import (
     ModelUnavailable,
 )
 from models.executor import DeviceExecutors, configure_torch_threads
-from models.handles import ModelHandle, to_unload
+from models.handles import ModelHandle, checked_ref, status_of, to_unload
 from models.prompts import PromptCounter, counter_for
 from models.refs import (
     ModelRef,
-    is_local_ref,
-    resolve_model_ref,
-    validate_gguf_file,
-    validate_revision,
 )
 from models.requests import (
     ClassifyRequest,
@@ -53,12 +58,18 @@ from models.requests import (
 )
 from models.results import (
     ClassificationResult,
-    ModelState,
     ModelStatus,
     NERResult,
     QAResult,
 )
-from models.runners.base import AnyRunner, CancelFlag, DeviceRun, StreamRunner, batch_steps
+from models.runners.base import (
+    AnyRunner,
+    CancelFlag,
+    DeviceRun,
+    EngineRunner,
+    StreamRunner,
+    batch_steps,
+)
 from models.specs import ModelSpec
 from models.streams import GenerationStream, StreamSlots
 from models.tasks import Task, task_info, task_of
@@ -133,22 +144,7 @@ class ModelRegistry:
             ) from None
 
     def _validate(self, spec: ModelSpec, *, trusted: bool) -> ModelRef:
-        """The checked reference, or :class:`InvalidModelRef` naming the model by its name
-        (the detailed reason, which may hold paths, goes to the log)."""
-        try:
-            validate_revision(spec.revision)
-            validate_gguf_file(spec.gguf_file)
-            return resolve_model_ref(spec.model_id, self.allowed_roots, trusted=trusted)
-        except InvalidModelRef as exc:
-            log.warning("%s model %s refused: %s", spec.task, spec.model_id, exc)
-            if isinstance(exc, ModelFolderMissing):
-                raise ModelFolderMissing(
-                    f"The folder of the model {spec.name} is missing."
-                ) from None
-            raise InvalidModelRef(
-                f"The model {spec.name} cannot be served: it is not a valid Hugging Face model "
-                "id, revision or file, nor a folder this bot may load models from."
-            ) from None
+        return checked_ref(spec, self.allowed_roots, trusted=trusted)
 
     def _is_default(self, key: tuple[Any, ...]) -> bool:
         return any(spec.key == key for spec in self._defaults.values())
@@ -184,7 +180,28 @@ class ModelRegistry:
                 permanent_failure=True,
             )
         self._handles[spec.key] = handle
+        if spec.engine is not None and handle.state == "not loaded":
+            self._connect(handle)
         return handle
+
+    def _connect(self, handle: ModelHandle) -> None:
+        """Serve an engine's model: build the task's remote runner from the spec (its HTTP
+        client connects on first use); nothing loads, so the model is ready at once."""
+        spec = handle.spec
+        try:
+            runner = task_info(spec.task).runner_class(spec.backend)(spec)
+        except Exception as exc:
+            log.exception("no %s runner for %s", spec.backend, spec.task)
+            handle.state, handle.permanent_failure = "failed", True
+            handle.error = ModelUnavailable(
+                f"The model {spec.name} cannot be served by a {spec.backend} engine "
+                f"({type(exc).__name__}); see the bot's log.",
+                model_id=spec.model_id,
+                reason=f"no {spec.backend} runner",
+            )
+            return
+        self._serve(handle, runner)
+        handle.state = "ready"
 
     def _referenced(self, key: tuple[Any, ...]) -> bool:
         return self._is_default(key) or any(spec.key == key for spec in self._overrides.values())
@@ -207,15 +224,23 @@ class ModelRegistry:
         """Unload ``handle``'s model now; its memory is freed in the background."""
         log.info("unloading %s (%s): %s", handle.spec.model_id, handle.spec.task, why)
         batcher, handle.batcher = handle.batcher, None
+        remote, handle.remote = handle.remote, None
         handle.drop_model()
         self._background.spawn(
-            self._release(batcher, handle.spec.device), name=f"unload:{handle.spec.name}"
+            self._release(batcher, handle.spec.device, remote), name=f"unload:{handle.spec.name}"
         )
 
-    async def _release(self, batcher: MicroBatcher[Any, Any] | None, device: str) -> None:
+    async def _release(
+        self,
+        batcher: MicroBatcher[Any, Any] | None,
+        device: str,
+        remote: EngineRunner | None = None,
+    ) -> None:
         if batcher is not None:
             await batcher.close()
-        if not self._closed:
+        if remote is not None:
+            await remote.aclose()
+        elif not self._closed:
             # Free the weights on the device thread, after anything still queued there.
             await self._executors.run(device, _release_memory, device)
 
@@ -244,6 +269,8 @@ class ModelRegistry:
     async def _ensure_loaded(self, handle: ModelHandle) -> None:
         if self._closed:
             raise ModelUnavailable("The model service is shutting down.", reason="closed")
+        if handle.spec.engine is not None and handle.state == "not loaded":
+            self._connect(handle)  # unloaded to make room earlier: connect again
         if handle.state == "ready":
             return
         loop = asyncio.get_running_loop()
@@ -321,6 +348,8 @@ class ModelRegistry:
     def _serve(self, handle: ModelHandle, runner: AnyRunner | StreamRunner) -> None:
         """Put a freshly loaded model's runner behind stream slots or a batcher."""
         spec = handle.spec
+        if isinstance(runner, EngineRunner):
+            handle.remote = runner
         if isinstance(runner, StreamRunner):
             handle.streamer = runner
             handle.slots = StreamSlots(
@@ -330,7 +359,10 @@ class ModelRegistry:
         handle.batcher = MicroBatcher(
             # One forward pass per device job: other models' work runs between passes.
             lambda requests: batch_steps(runner, requests, spec.forward_batch),
-            self._device_runner(spec.device),
+            # A remote batched runner blocks on its engine: on a thread of its own, not a device's.
+            self._device_runner(
+                spec.device if spec.engine is None else f"engine:{spec.engine.host}"
+            ),
             name=spec.name,
             max_batch=spec.max_batch,
             max_wait_ms=spec.max_wait_ms,
@@ -358,30 +390,7 @@ class ModelRegistry:
     # ----------------------------------------------------------------- status
 
     def _status_of(self, spec: ModelSpec, guild_id: int | None) -> ModelStatus:
-        handle = self._handles.get(spec.key)
-        state: ModelState = handle.state if handle is not None else "not loaded"
-        reason = None
-        if handle is not None and handle.state == "failed" and handle.error is not None:
-            reason = str(handle.error)
-        if handle is not None and handle.ref is not None:
-            source = handle.ref.kind
-        else:
-            source = "local" if is_local_ref(spec.model_id) else "hub"
-        load_seconds = handle.loaded.load_seconds if handle and handle.loaded else None
-        return ModelStatus(
-            task=spec.task,
-            model_id=spec.model_id,
-            name=spec.name,
-            source=source,
-            state=state,
-            reason=reason,
-            guild_id=guild_id,
-            device=spec.device,
-            revision=spec.revision,
-            gguf_file=spec.gguf_file,
-            description=spec.description,
-            load_seconds=load_seconds,
-        )
+        return status_of(spec, self._handles.get(spec.key), guild_id)
 
     def status(self, task: Task | str, guild_id: int | None = None) -> ModelStatus:
         """The state of the model serving ``task`` for ``guild_id``."""
@@ -400,6 +409,21 @@ class ModelRegistry:
                 if gid == guild_id
             )
         return result
+
+    async def probe_engines(self, guild_id: int | None = None) -> list[EngineProbe]:
+        """Ask every engine serving a task (for ``guild_id``) now whether it answers and serves
+        its model, all at once; the answers also refresh :meth:`statuses`' health."""
+        specs = {spec.key: spec for spec in self._defaults.values()}
+        if guild_id is not None:
+            for (gid, _), spec in self._overrides.items():
+                if gid == guild_id:
+                    specs[spec.key] = spec
+        remotes = [
+            handle.remote
+            for spec in specs.values()
+            if spec.engine is not None and (handle := self._handle(spec)).remote is not None
+        ]
+        return list(await asyncio.gather(*(remote.probe() for remote in remotes)))
 
     # ----------------------------------------------------------------- overrides
 
@@ -592,6 +616,9 @@ class ModelRegistry:
         for handle in handles:
             if handle.batcher is not None:
                 await handle.batcher.close()
+            if handle.remote is not None:
+                await handle.remote.aclose()
+                handle.remote = None
             handle.drop_model()
         await self._background.wait()
         loop = asyncio.get_running_loop()

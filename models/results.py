@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Literal
 from models.names import public_name
 
 if TYPE_CHECKING:
+    from models.engines import EngineHealth
     from models.tasks import Task
 
 FinishReason = Literal["length", "stop", "cancelled"]
@@ -121,12 +122,13 @@ class ModelStatus:
 
     ``name`` is what users see (``ModelSpec.name``; when not given, the folder's name or hub
     id), ``model_id`` the reference itself, which for a local model is a host path: for logs
-    and the operator only.
+    and the operator only. A model on a remote engine has ``source`` "engine", its ``backend``
+    (e.g. "openai") and the engine's ``health`` (with its host, never its key).
     """
 
     task: Task
     model_id: str
-    source: Literal["hub", "local"]
+    source: Literal["hub", "local", "engine"]
     state: ModelState
     reason: str | None
     guild_id: int | None
@@ -136,6 +138,8 @@ class ModelStatus:
     description: str | None = None
     load_seconds: float | None = None
     name: str = ""
+    backend: str = "local"
+    health: EngineHealth | None = None
 
     def __post_init__(self) -> None:
         if not self.name:

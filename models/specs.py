@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 
+from models.engines import Engine
 from models.names import public_name
 from models.requests import GenerationParams
 from models.tasks import Task, task_info
@@ -16,6 +17,7 @@ from models.tasks import Task, task_info
 __all__ = [
     "DEFAULT_QA_MAX_WINDOWS",
     "ENCODER_RUNTIMES",
+    "Engine",
     "GenerationParams",
     "ModelSpec",
     "Task",
@@ -46,6 +48,9 @@ class ModelSpec:
     ``queue_depth`` bounds the requests waiting beyond that; past it requests fail fast with
     :class:`models.errors.QueueFull`. ``length_buckets`` are character-length edges: one job
     only holds requests from one bucket, so a very long input never joins short ones.
+
+    With an ``engine`` the model runs on that server (``model_id`` is its name there) and the
+    task's remote runner for ``engine.kind`` serves it; without one it is loaded in this process.
 
     Users see :attr:`name`, never ``model_id`` (for a local model that is a host path):
     ``display_name`` when given (e.g. "fine-tuned job #12"), else the folder's name or the hub
@@ -81,6 +86,8 @@ class ModelSpec:
     description: str | None = field(default=None, compare=False)
     # what users see instead of model_id (see `name`)
     display_name: str | None = field(default=None, compare=False)
+    # a remote inference engine serving the model (None: loaded in this process)
+    engine: Engine | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "task", Task(self.task))
@@ -118,9 +125,22 @@ class ModelSpec:
         return public_name(self.model_id, self.display_name)
 
     @property
-    def key(self) -> tuple[str, str, str | None, str | None, str, str]:
+    def backend(self) -> str:
+        """``local`` (loaded in this process) or the engine's kind (e.g. ``openai``)."""
+        return self.engine.kind if self.engine is not None else "local"
+
+    @property
+    def key(self) -> tuple[str, str, str | None, str | None, str, str, Engine | None]:
         """What identifies a loaded model: specs with the same key share one loaded copy."""
-        return (self.task, self.model_id, self.revision, self.gguf_file, self.dtype, self.device)
+        return (
+            self.task,
+            self.model_id,
+            self.revision,
+            self.gguf_file,
+            self.dtype,
+            self.device,
+            self.engine,
+        )
 
     def with_model(
         self,
@@ -131,7 +151,11 @@ class ModelSpec:
         description: str | None = None,
         display_name: str | None = None,
     ) -> ModelSpec:
-        """This spec's task and limits, serving another model (used for per-guild overrides)."""
+        """This spec's task and limits, serving another model (used for per-guild overrides:
+        a server's own model is loaded in this process, whatever serves the default)."""
+        # Leaving an engine, go back to the task's in-process limits (an engine takes more
+        # streams at once than a model in this process).
+        limits = dict(task_info(self.task).batching) if self.engine is not None else {}
         return replace(
             self,
             model_id=model_id,
@@ -139,6 +163,8 @@ class ModelSpec:
             gguf_file=gguf_file,
             description=description,
             display_name=display_name,
+            engine=None,
+            **limits,  # type: ignore[arg-type]
         )
 
 

@@ -7,14 +7,15 @@ the loader and the settings read this table; nothing else branches on the task.
 
 Adding a task is one entry here and one runner under ``models/runners/`` (a ``Runner`` for a
 batched task, a ``StreamRunner`` for a streamed one); ``ModelRegistry.submit`` serves any
-batched request type listed here.
+batched request type listed here. Serving a task from a remote engine is one more runner, named
+in the task's ``remote_runners`` under the engine's kind (see docs/ARCHITECTURE.md).
 """
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
 
@@ -65,13 +66,20 @@ class TaskInfo:
     needs_fast_tokenizer: bool
     # ModelSpec field values for this task (see ModelSpec for what each bounds).
     batching: Mapping[str, object]
+    # "module:Class" of the runner per remote engine kind (ModelSpec.engine.kind): it is built
+    # from the spec alone, with no model loaded here. A kind missing here cannot serve the task.
+    remote_runners: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     # The model outputs the runner reads; an encoder runtime other than torch
     # (models/onnx_runtime.py) computes these. Empty: the task runs on torch only.
     model_outputs: tuple[str, ...] = ()
 
-    def runner_class(self) -> type:
-        """The runner class (imports its module, and so torch)."""
-        module, _, name = self.runner.partition(":")
+    def runner_class(self, backend: str = "local") -> type:
+        """The runner class for ``backend`` ("local", or an engine kind); importing a local
+        runner imports torch."""
+        path = self.runner if backend == "local" else self.remote_runners.get(backend)
+        if path is None:
+            raise ValueError(f"{self.task} cannot be served by a {backend} engine")
+        module, _, name = path.partition(":")
         cls: type = getattr(importlib.import_module(module), name)
         return cls
 
@@ -89,8 +97,11 @@ TASKS: Mapping[Task, TaskInfo] = MappingProxyType(
             default_model="gpt2",
             needs_fast_tokenizer=False,
             # Streams decoded together, one batched forward pass per token (see
-            # models/continuous.py): 8 at once give about 4x one stream's tokens per second.
+            # models/continuous.py): 8 at once gave 3x one stream's tokens/s on 2 shared cores.
             batching=MappingProxyType({"max_batch": 8, "queue_depth": 32}),
+            remote_runners=MappingProxyType(
+                {"openai": "models.runners.openai_chat:OpenAIChatRunner"}
+            ),
         ),
         Task.SENTIMENT: TaskInfo(
             Task.SENTIMENT,

@@ -24,6 +24,10 @@ World: `emu.admin` (guild owner, Admins role), `emu.member`, `emu.guild` with `e
 (#general) and `emu.thread`, `emu.other_guild` / `emu.other_channel`, `emu.dm(user)` (all also
 in `emu.world`). `save_world(path, emu.state, emu.world)` and
 `DiscordEmulator(saved_world=read_world(path))` (bot.sim.worldfile) bring a world back, ids kept.
+Sharding: bots IDENTIFY with ``[shard_id, shard_count]`` and several connect at once; each
+server's events go to shard ``(guild_id >> 22) % shard_count`` (DMs to shard 0);
+``emu.add_guild(name, shard=(id, count))`` makes a server on a given shard, ``emu.hub.shards``
+lists the connected ones.
 Records: `emu.requests`, `emu.messages` (every revision kept), `emu.interactions`,
 `emu.interaction_for(message)`, `emu.synced_commands`, `emu.mention_leaks()`,
 `emu.unhandled_requests`. Discord rules: 3 s ack deadline, 2,000-char content, 15-minute tokens

@@ -153,6 +153,18 @@ class DiscordEmulator(Driver):
             self.state.add_member(guild, user)
         return user
 
+    def add_guild(
+        self, name: str, *, shard: tuple[int, int] | None = None
+    ) -> tuple[SimGuild, SimChannel]:
+        """A new server owned by ``admin`` with ``member`` in it, and its #general channel; with
+        ``shard`` (id, count) its id is one Discord routes to that shard. Add servers before
+        the bot connects (a bot learns its servers at IDENTIFY)."""
+        if shard is not None:
+            self.state.ids.reserve_for_shard(*shard)
+        guild = self.state.add_guild(name, owner=self.admin)
+        self.state.add_member(guild, self.member)
+        return guild, self.state.add_channel(guild, "general")
+
     def dm(self, user: SimUser) -> SimChannel:
         """The DM channel between a user and the bot."""
         return self.state.dm_channel(user)

@@ -1,4 +1,10 @@
-"""The emulator's gateway: JSON text frames, HELLO/IDENTIFY/READY, heartbeats, RESUME and dispatch."""
+"""The emulator's gateway: JSON text frames, HELLO/IDENTIFY/READY, heartbeats, RESUME and dispatch.
+
+Sharding as Discord does it: a session that IDENTIFYs with ``shard: [id, count]`` receives the
+guilds (in READY and GUILD_CREATE) and the guild events of shard ``(guild_id >> 22) % count``
+only, and direct-message events go to shard 0; several sessions (one bot's shards, or several
+bots splitting them) are connected at once. A session without a shard gets everything.
+"""
 
 from __future__ import annotations
 
@@ -28,6 +34,14 @@ INVALID_SESSION = 9
 HELLO = 10
 HEARTBEAT_ACK = 11
 
+CLOSE_INVALID_SHARD = 4010
+
+
+def shard_of(guild_id: int, shard_count: int) -> int:
+    """The shard Discord sends a guild's events to."""
+    return (guild_id >> 22) % shard_count
+
+
 REPLAY_BUFFER = 2000
 
 
@@ -46,6 +60,18 @@ class GatewaySession:
     @property
     def connected(self) -> bool:
         return self.ws is not None and not self.ws.closed
+
+    @property
+    def shard_key(self) -> tuple[int, int]:
+        """(shard id, shard count); (0, 1) for a session without a shard."""
+        return (self.shard[0], self.shard[1]) if self.shard else (0, 1)
+
+    def serves(self, guild_id: int | None) -> bool:
+        """Whether Discord would send this guild's events (None: a DM's) to this session."""
+        shard_id, count = self.shard_key
+        if guild_id is None:
+            return shard_id == 0
+        return shard_of(guild_id, count) == shard_id
 
     async def dispatch(self, event: str, data: Any) -> None:
         async with self.lock:
@@ -74,7 +100,12 @@ class GatewaySession:
 
 
 class GatewayHub:
-    """Accepts gateway connections and routes events to the bot's current session."""
+    """Accepts gateway connections and routes each event to the session(s) of its shard.
+
+    ``live`` holds the latest session per shard (a new IDENTIFY for a shard replaces the one
+    before, as on Discord, and one with another shard count replaces them all); ``current`` is
+    the latest session to identify.
+    """
 
     def __init__(
         self,
@@ -87,6 +118,7 @@ class GatewayHub:
         self._gateway_url = gateway_url
         self.heartbeat_interval_ms = heartbeat_interval_ms
         self.sessions: dict[str, GatewaySession] = {}
+        self.live: dict[tuple[int, int], GatewaySession] = {}
         self.current: GatewaySession | None = None
         self.ready = asyncio.Event()
         self.identify_count = 0
@@ -99,16 +131,29 @@ class GatewayHub:
     def intents(self) -> int:
         return self.current.intents if self.current is not None else 0
 
+    @property
+    def shards(self) -> list[tuple[int, int]]:
+        """The (shard id, shard count) of every live session, in order."""
+        return sorted(self.live)
+
+    def sessions_for(self, guild_id: int | None) -> list[GatewaySession]:
+        """The live sessions Discord would send this guild's (None: a DM's) events to."""
+        return [session for _, session in sorted(self.live.items()) if session.serves(guild_id)]
+
     async def dispatch(self, event: str, data: Any) -> None:
-        """Send an event to the bot (buffered for RESUME while it is disconnected)."""
-        if self.current is not None:
-            await self.current.dispatch(event, data)
+        """Send an event to the session(s) of its guild's shard (buffered for RESUME while
+        one is disconnected); an event without a guild goes to shard 0."""
+        guild_id = data.get("guild_id") if isinstance(data, dict) else None
+        for session in self.sessions_for(int(guild_id) if guild_id else None):
+            await session.dispatch(event, data)
 
     async def request_reconnect(self) -> None:
-        """Ask the bot to reconnect (op 7); discord.py then RESUMEs its session."""
-        if self.current is not None and self.current.connected:
+        """Ask every connected session to reconnect (op 7); discord.py then RESUMEs."""
+        sessions = [s for s in self.live.values() if s.connected]
+        if sessions:
             self.ready.clear()
-            await self.current.send_op(RECONNECT, None)
+        for session in sessions:
+            await session.send_op(RECONNECT, None)
 
     async def close(self) -> None:
         for ws in list(self._sockets):
@@ -179,20 +224,28 @@ class GatewayHub:
             # A privileged intent the app was not given in the Developer Portal.
             await ws.close(code=4014, message=b"Disallowed intent(s).")
             return None
+        shard = data.get("shard")
+        if shard is not None and not _valid_shard(shard):
+            await ws.close(code=CLOSE_INVALID_SHARD, message=b"Invalid shard.")
+            return None
         self.identify_count += 1
         self.ready.clear()
-        session = GatewaySession(
-            secrets.token_hex(16), int(data.get("intents", 0)), data.get("shard")
-        )
+        session = GatewaySession(secrets.token_hex(16), int(data.get("intents", 0)), shard)
         session.ws = ws
         self.sessions[session.id] = session
+        # A new shard count (no shard: a count of 1) replaces the sessions of the old one.
+        count = session.shard_key[1]
+        self.live = {key: live for key, live in self.live.items() if key[1] == count}
+        self.live[session.shard_key] = session
         self.current = session
         state = self.state
         me = state.user_payload(state.bot_user) | {"verified": True, "mfa_enabled": False}
         ready: dict[str, Any] = {
             "v": 10,
             "user": me,
-            "guilds": [{"id": str(g), "unavailable": True} for g in state.guilds],
+            "guilds": [
+                {"id": str(g), "unavailable": True} for g in state.guilds if session.serves(g)
+            ],
             "session_id": session.id,
             "session_type": "normal",
             "resume_gateway_url": self._gateway_url(),
@@ -209,9 +262,10 @@ class GatewayHub:
             ready["shard"] = session.shard
         await session.dispatch("READY", ready)
         for guild in state.guilds.values():
-            await session.dispatch(
-                "GUILD_CREATE", state.guild_payload(guild, intents=session.intents)
-            )
+            if session.serves(guild.id):
+                await session.dispatch(
+                    "GUILD_CREATE", state.guild_payload(guild, intents=session.intents)
+                )
         self.ready.set()
         return session
 
@@ -219,7 +273,11 @@ class GatewayHub:
         self, ws: web.WebSocketResponse, data: dict[str, Any]
     ) -> GatewaySession | None:
         session = self.sessions.get(str(data.get("session_id")))
-        if session is None or data.get("token") != self.state.token or session is not self.current:
+        if (
+            session is None
+            or data.get("token") != self.state.token
+            or self.live.get(session.shard_key) is not session
+        ):
             await ws.send_str(json.dumps({"op": INVALID_SESSION, "d": False}))
             return None
         self.resume_count += 1
@@ -254,3 +312,12 @@ class GatewayHub:
         if data.get("presences"):
             chunk["presences"] = []
         await session.dispatch("GUILD_MEMBERS_CHUNK", chunk)
+
+
+def _valid_shard(shard: Any) -> bool:
+    return (
+        isinstance(shard, list)
+        and len(shard) == 2
+        and all(isinstance(n, int) and not isinstance(n, bool) for n in shard)
+        and 0 <= shard[0] < shard[1]
+    )

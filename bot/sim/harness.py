@@ -7,11 +7,16 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
+from discord import AutoShardedClient
 from discord.ext import commands
 
 from bot.sim.emulator import DiscordEmulator
 
 log = logging.getLogger(__name__)
+
+
+async def _identify_at_once(shard_id: int | None, *, initial: bool = False) -> None:
+    return None
 
 
 @contextlib.asynccontextmanager
@@ -29,6 +34,9 @@ async def connected(
     """
     # On a loopback there are no late GUILD_CREATEs to wait for; discord.py waits 2 s by default.
     bot._connection.guild_ready_timeout = 0.05
+    if isinstance(bot, AutoShardedClient):
+        # Nor an IDENTIFY rate limit: discord.py waits 5 s before each shard after the first.
+        bot.before_identify_hook = _identify_at_once  # type: ignore[method-assign]
     emu.track(bot)
     await bot.login(emu.token)  # runs setup_hook: cogs load, dev-guild sync
     if sync_global:

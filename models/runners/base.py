@@ -16,7 +16,10 @@ long request (a question over a 100,000-character context) then delays the other
 not by all of its passes. :func:`process_batch` runs the same steps at once.
 
 A streamed task's :class:`StreamRunner` opens one stream per request: the local implementation
-generates on the device thread a few tokens at a time; a remote one would read a server's stream.
+generates on the device thread a few tokens at a time; the remote one
+(:mod:`models.runners.openai_chat`) reads a server's stream. A runner that talks to a remote
+engine is also an :class:`EngineRunner`: it reports the engine's health, can probe it, and owns
+an HTTP client the registry closes.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 from models.errors import ModelError
 
 if TYPE_CHECKING:
+    from models.engines import EngineHealth, EngineProbe
     from models.requests import GenerationRequest
     from models.streams import GenerationStream
 
@@ -163,4 +167,23 @@ class StreamRunner(Protocol):
 
         Setting ``cancel`` (or closing the stream) stops generation at the next token.
         """
+        ...
+
+
+@runtime_checkable
+class EngineRunner(Protocol):
+    """What a runner serving a model from a remote engine adds (to :class:`Runner` or
+    :class:`StreamRunner`): it is built from the spec alone (``cls(spec)``), no model is loaded
+    in this process."""
+
+    def health(self) -> EngineHealth:
+        """How the engine is doing, as the runner last saw it (no I/O)."""
+        ...
+
+    async def probe(self) -> EngineProbe:
+        """Ask the engine now (briefly) whether it answers and serves the model."""
+        ...
+
+    async def aclose(self) -> None:
+        """Close the runner's client and its connections."""
         ...

@@ -212,3 +212,92 @@ def test_encoder_runtime_reaches_every_encoder_task(
     with pytest.raises(SettingsError) as caught:
         load(monkeypatch, HFCORD_ENCODER_RUNTIME="tensorrt")
     assert caught.value.problems[0].startswith("HFCORD_ENCODER_RUNTIME")
+
+
+def test_openai_backend_makes_an_engine_spec(monkeypatch: pytest.MonkeyPatch) -> None:
+    from models.specs import Task
+
+    key = "sk-engine-secret-value-123"
+    settings = load(
+        monkeypatch,
+        HFCORD_GENERATION_BACKEND="openai",
+        HFCORD_GENERATION_BASE_URL=" http://10.0.0.5:8000/v1 ",
+        HFCORD_GENERATION_MODEL="meta-llama/Llama-3.1-8B-Instruct",
+        HFCORD_GENERATION_API_KEY=key,
+        HFCORD_GENERATION_GGUF_FILE="ignored.gguf",
+        HFCORD_GENERATION_READ_TIMEOUT_S="12.5",
+        HFCORD_GENERATION_ENGINE_STREAMS="8",
+        HFCORD_MAX_NEW_TOKENS="64",
+    )
+    spec = settings.model_specs()[Task.GENERATION]
+    assert spec.backend == "openai" and spec.engine is not None
+    assert spec.engine.base_url == "http://10.0.0.5:8000/v1" and spec.engine.host == "10.0.0.5:8000"
+    assert spec.engine.api_key == key and spec.engine.read_timeout_s == 12.5
+    assert spec.engine.connect_timeout_s == 3.0
+    assert (spec.max_batch, spec.queue_depth, spec.max_new_tokens) == (8, 32, 64)
+    assert spec.gguf_file is None  # a GGUF file is for the local backend
+    assert spec.name == "meta-llama/Llama-3.1-8B-Instruct"
+    for shown in (repr(settings), str(settings), settings.model_dump_json(), repr(spec)):
+        assert key not in shown
+    assert key in settings.secrets()
+    # the other tasks stay local
+    assert all(s.engine is None for t, s in settings.model_specs().items() if t != Task.GENERATION)
+
+
+def test_local_backend_is_the_default_and_keeps_the_local_limits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from models.specs import Task
+    from models.tasks import task_info
+
+    settings = load(monkeypatch, HFCORD_GENERATION_BASE_URL="http://127.0.0.1:8000/v1")
+    spec = settings.model_specs()[Task.GENERATION]
+    assert settings.generation_backend == "local" and spec.engine is None
+    assert spec.backend == "local"
+    assert spec.max_batch == task_info(Task.GENERATION).batching["max_batch"]
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        (
+            {"HFCORD_GENERATION_BACKEND": "openai", "HFCORD_GENERATION_MODEL": "m"},
+            "HFCORD_GENERATION_BACKEND=openai needs HFCORD_GENERATION_BASE_URL",
+        ),
+        (
+            {
+                "HFCORD_GENERATION_BACKEND": "openai",
+                "HFCORD_GENERATION_BASE_URL": "http://127.0.0.1:8000/v1",
+            },
+            "HFCORD_GENERATION_BACKEND=openai needs HFCORD_GENERATION_MODEL",
+        ),
+        ({"HFCORD_GENERATION_BACKEND": "vllm"}, "HFCORD_GENERATION_BACKEND: Input should be"),
+        (
+            {"HFCORD_GENERATION_BASE_URL": "127.0.0.1:8000"},
+            "HFCORD_GENERATION_BASE_URL: expected the server's http(s) address",
+        ),
+        ({"HFCORD_GENERATION_READ_TIMEOUT_S": "0"}, "HFCORD_GENERATION_READ_TIMEOUT_S:"),
+        ({"HFCORD_SHARD_IDS": "0,1"}, "HFCORD_SHARD_IDS needs HFCORD_SHARD_COUNT"),
+        (
+            {"HFCORD_SHARD_COUNT": "2", "HFCORD_SHARD_IDS": "1,2"},
+            "HFCORD_SHARD_IDS must be below HFCORD_SHARD_COUNT (2)",
+        ),
+        ({"HFCORD_SHARD_COUNT": "4", "HFCORD_SHARD_IDS": "1,x"}, "HFCORD_SHARD_IDS: expected"),
+        ({"HFCORD_SHARD_COUNT": "4", "HFCORD_SHARD_IDS": "1,1"}, "a shard is listed twice"),
+        ({"HFCORD_SHARD_COUNT": "0"}, "HFCORD_SHARD_COUNT:"),
+    ],
+)
+def test_engine_and_shard_settings_are_checked(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], expected: str
+) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load(monkeypatch, **env)
+    assert any(expected in problem for problem in caught.value.problems), caught.value.problems
+
+
+def test_shard_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert not load(monkeypatch).sharded
+    settings = load(monkeypatch, HFCORD_SHARD_COUNT="8", HFCORD_SHARD_IDS=" 5, 4 ;6")
+    assert settings.sharded and settings.shard_count == 8 and settings.shard_ids == (4, 5, 6)
+    every = load(monkeypatch, HFCORD_SHARD_COUNT="3", HFCORD_SHARD_IDS="")
+    assert every.shard_ids is None  # all of them

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import aiohttp
 import pytest
 
 from bot.text import clip, quote, sentence_around
@@ -63,3 +64,27 @@ async def test_a_file_just_over_the_limit_says_so_in_bytes() -> None:
     assert str(caught.value) == "`big.txt` is 1,000,001 bytes; the limit is 1,000,000 bytes."
     with pytest.raises(UploadError, match=r"is 2\.0 MB; the limit is 1\.0 MB"):
         await fetch_attachment(_Attachment("big.txt", 2_000_000), max_bytes=1_000_000)  # type: ignore[arg-type]
+
+
+class _DroppedAttachment(_Attachment):
+    def __init__(self, filename: str, size: int, error: BaseException) -> None:
+        super().__init__(filename, size)
+        self.error = error
+
+    async def read(self) -> bytes:
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        aiohttp.ServerDisconnectedError(),
+        aiohttp.ClientPayloadError("Response payload is not completed"),
+        TimeoutError(),
+    ],
+)
+async def test_a_download_that_drops_asks_for_the_file_again(error: BaseException) -> None:
+    """The CDN connection dropping or stalling is the user's sentence, not an error id."""
+    attachment = _DroppedAttachment("data.csv", 100, error)
+    with pytest.raises(UploadError, match=r"couldn't download `data\.csv`.*uploading it again"):
+        await fetch_attachment(attachment, max_bytes=1_000)  # type: ignore[arg-type]

@@ -149,3 +149,37 @@ async def test_streaming_reply_overflows_and_moves_the_view() -> None:
     for _, kwargs in calls:
         assert kwargs["allowed_mentions"] is NO_MENTIONS
         assert len(kwargs["content"]) <= MESSAGE_LIMIT
+
+
+def test_models_shows_an_engines_backend_host_and_health() -> None:
+    from models.engines import EngineHealth
+
+    def on_engine(health: EngineHealth) -> str:
+        status = ModelStatus(
+            Task.GENERATION,
+            "meta-llama/Llama-3.1-8B-Instruct",
+            "engine",
+            "ready",
+            None,
+            None,
+            "cpu",
+            name="meta-llama/Llama-3.1-8B-Instruct",
+            backend="openai",
+            health=health,
+        )
+        (_, line) = format_statuses([status], None).splitlines()
+        return line
+
+    head = "**generation**: `meta-llama/Llama-3.1-8B-Instruct` · openai at `10.0.0.5:8000` · "
+    assert (
+        on_engine(EngineHealth("openai", "10.0.0.5:8000", "unknown")) == head + "⚪ not asked yet"
+    )
+    answering = EngineHealth("openai", "10.0.0.5:8000", "answering", first_token_ms=84.4)
+    assert on_engine(answering) == head + "🟢 answering (84 ms)"
+    sentence = "The generation service at 10.0.0.5:8000 is failing (HTTP 503); try again in 10 s."
+    failing = EngineHealth("openai", "10.0.0.5:8000", "failing", detail=sentence)
+    assert on_engine(failing) == head + "🔴 failing: " + sentence
+    paused = EngineHealth("openai", "10.0.0.5:8000", "paused", detail=sentence, retry_in_s=6.2)
+    assert on_engine(paused) == (
+        head + "🟠 paused after repeated failures, tries again in 7 s: " + sentence
+    )

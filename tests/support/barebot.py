@@ -4,6 +4,7 @@ emulator itself."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import discord
 from discord import app_commands
@@ -31,10 +32,13 @@ class StopView(discord.ui.View):
 class BareBot(commands.Bot):
     """Test commands that exercise each interaction path the emulator supports."""
 
-    def __init__(self, guild_id: int, *, intents: discord.Intents | None = None) -> None:
+    def __init__(
+        self, guild_id: int, *, intents: discord.Intents | None = None, **options: Any
+    ) -> None:
         super().__init__(
             command_prefix=commands.when_mentioned,
             intents=intents or discord.Intents.default(),
+            **options,
         )
         self.guild_id = guild_id
         self.errors: list[BaseException] = []
@@ -178,6 +182,21 @@ class BareBot(commands.Bot):
             await interaction.response.send_message(
                 f"{len(message.content.split())} words", ephemeral=True
             )
+
+
+class ShardedBareBot(BareBot, commands.AutoShardedBot):
+    """BareBot over gateway shards (``shard_ids`` of ``shard_count``; all when None); records
+    the (guild id, shard id) of every interaction it receives in ``received``."""
+
+    def __init__(
+        self, guild_id: int, *, shard_count: int, shard_ids: list[int] | None = None
+    ) -> None:
+        super().__init__(guild_id, shard_count=shard_count, shard_ids=shard_ids)
+        self.received: list[tuple[int | None, int | None]] = []
+
+    async def on_interaction(self, interaction: discord.Interaction) -> None:
+        guild = interaction.guild
+        self.received.append((interaction.guild_id, guild.shard_id if guild else None))
 
 
 async def _guildonly(interaction: discord.Interaction) -> None:

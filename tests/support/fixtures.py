@@ -7,12 +7,14 @@ Every fixture sets HF_HUB_OFFLINE=1 first: tests never reach the hub.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.support import models as tiny_models
 from tests.support.data import require_shared_data
+from tests.support.engines import ServedEngine, smollm2_served_dir
 
 
 @pytest.fixture(scope="session")
@@ -64,3 +66,23 @@ def minilm_dir() -> Path:
     path = tiny_models.minilm_dir()
     assert (path / "model.safetensors").is_file()
     return path
+
+
+@pytest.fixture(scope="session")
+def served_engine() -> Iterator[ServedEngine]:
+    """``transformers serve`` on SmolLM2-135M-Instruct, on a free 127.0.0.1 port: started once
+    per session (about 30 s), on first use, and stopped at the end. Tests that kill it use this
+    fixture; the others use ``engine``."""
+    engine = ServedEngine(smollm2_served_dir())
+    engine.start()
+    try:
+        yield engine
+    finally:
+        engine.stop()
+
+
+@pytest.fixture
+def engine(served_engine: ServedEngine) -> ServedEngine:
+    """The session's engine, running (started again if an earlier test killed it)."""
+    served_engine.ensure_running()
+    return served_engine
