@@ -5,10 +5,11 @@ NER, QA, embeddings) run their forward pass:
 
 - ``torch``: the transformers model itself;
 - ``onnx``: the model exported to ONNX (``torch.onnx.export``, the dynamo exporter) and run by
-  ONNX Runtime in fp32: the same answers, about twice as fast on a CPU;
+  ONNX Runtime in fp32: the same answers (on the project's loaded 2-core machine, no faster than
+  torch; measure with bench/serving.py);
 - ``onnx-int8``: that export with its matrix multiplications quantized to int8 (ONNX Runtime's
   dynamic quantization, per-channel weights), except the ones measured to cost accuracy (see
-  :func:`int8_exclusions`): faster still, answers within a small tolerance.
+  :data:`INT8_FP32_MODULES`): 1.5x torch there, answers within a small tolerance.
 
 :func:`prepare_runtime` does it for a model just loaded by torch: the conversion is kept in
 ``ModelSpec.runtime_cache`` in a folder per model, beside the fingerprint of the weights it was
