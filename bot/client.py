@@ -102,6 +102,15 @@ class HFCordBot(commands.Bot):
         """Extra discord.py client options (the sharded bot's shards)."""
         return {}
 
+    async def close(self) -> None:
+        # discord.py 2.7 waits up to 2 s after READY for the guilds before dispatching
+        # on_ready, and its close() leaves that task pending: closed inside that window, the
+        # task wakes on a client without a loop and logs a traceback. Cancel it first.
+        ready = getattr(self._connection, "_ready_task", None)
+        if ready is not None and not ready.done():
+            ready.cancel()
+        await super().close()
+
     async def setup_hook(self) -> None:
         names = self.extension_names if self.extension_names is not None else discover_extensions()
         for name in names:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,6 +127,13 @@ def probe_hub(spec: ModelSpec, *, timeout_s: float = HUB_PROBE_TIMEOUT_S) -> lis
     return [sibling.rfilename for sibling in (info.siblings or [])]
 
 
+# transformers' from_pretrained switches process-wide state while it loads (it replaces
+# PreTrainedModel.tie_weights and init_weights on the class, and torch's default dtype) and puts
+# it back after: two loads at once in one process can leave tying switched off for good (seen
+# with two registries in one process, as two shards or a test bot beside another). One at a time.
+_LOADING = threading.Lock()
+
+
 def _dtype(spec: ModelSpec) -> Any:
     if spec.dtype == "auto":
         return "auto"
@@ -151,7 +159,8 @@ def _from_pretrained(
     model_kwargs: dict[str, Any] = {**common, "dtype": _dtype(spec)}
     if use_safetensors and not spec.gguf_file:
         model_kwargs["use_safetensors"] = True
-    model, info = auto_model.from_pretrained(location, output_loading_info=True, **model_kwargs)
+    with _LOADING:
+        model, info = auto_model.from_pretrained(location, output_loading_info=True, **model_kwargs)
     missing = info.get("missing_keys") if isinstance(info, dict) else None
     if missing:
         # A base checkpoint loaded for a task gets a fresh, untrained head: it runs, but its

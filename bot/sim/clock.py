@@ -41,20 +41,25 @@ class SnowflakeFactory:
         self._clock = clock
         self._increment = 0
         self._last = 0
+        self._for_shard: tuple[int, int] | None = None
 
     def next(self) -> int:
         self._increment = (self._increment + 1) % 4096
         ms = int(self._clock.now().timestamp() * 1000) - DISCORD_EPOCH_MS
+        if self._for_shard is not None:
+            # Decided here, not when reserved: a millisecond passing between the two would
+            # otherwise move the id to another shard.
+            shard_id, shard_count = self._for_shard
+            self._for_shard = None
+            ms = max(ms, self._last >> 22)
+            ms += (shard_id - ms) % shard_count
         self._last = max((ms << 22) | (1 << 17) | self._increment, self._last + 1)
         return self._last
 
     def reserve_for_shard(self, shard_id: int, shard_count: int) -> None:
         """Make the next id one Discord routes to shard ``shard_id`` of ``shard_count``
         (``(id >> 22) % shard_count``): its time moves at most ``shard_count - 1`` ms ahead."""
-        now_ms = int(self._clock.now().timestamp() * 1000) - DISCORD_EPOCH_MS
-        ms = max(now_ms, self._last >> 22)
-        ms += (shard_id - ms) % shard_count
-        self._last = max(self._last, (ms << 22) | (1 << 17))
+        self._for_shard = (shard_id, shard_count)
 
     def reserve_up_to(self, taken: int) -> None:
         """Never hand out ``taken`` or anything below it."""

@@ -368,25 +368,20 @@ class OpenAIChatRunner:
         """What a failed attempt means; None when it should simply be asked again without
         ``stream_options`` (a server that refuses it)."""
         service = f"The generation service at {self.host}"
-        if isinstance(exc, openai.APITimeoutError):
-            cause = type(exc.__cause__).__name__ if exc.__cause__ else "timeout"
+        if isinstance(exc, openai.APIConnectionError):  # APITimeoutError is one too
+            if isinstance(exc, openai.APITimeoutError):
+                cause = type(exc.__cause__).__name__ if exc.__cause__ else "timeout"
+                detail = f"timed out ({cause})"
+            else:
+                cause = repr(exc.__cause__) if exc.__cause__ else "connection error"
+                detail = f"connection failed ({cause})"
             return _Failure(
                 f"{service} stopped answering in the middle of the reply"
                 if first_piece_sent
                 else f"{service} is not answering",
                 retriable=True,
                 engine_fault=True,
-                detail=f"timed out ({cause})",
-            )
-        if isinstance(exc, openai.APIConnectionError):
-            cause = repr(exc.__cause__) if exc.__cause__ else "connection error"
-            return _Failure(
-                f"{service} stopped answering in the middle of the reply"
-                if first_piece_sent
-                else f"{service} is not answering",
-                retriable=True,
-                engine_fault=True,
-                detail=f"connection failed ({cause})",
+                detail=detail,
             )
         if isinstance(exc, openai.APIStatusError):
             return await self._classify_status(exc, service)

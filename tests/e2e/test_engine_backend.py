@@ -10,8 +10,10 @@ from typing import Any
 
 import pytest
 
+from bot.conversations.turns import bot_words
 from bot.settings import Settings
 from bot.sim import DiscordEmulator, SimInteraction
+from tests.support.chat import next_answer, thread_of
 from tests.support.e2e import BotRunner
 from tests.support.engines import free_port
 from tests.support.fake_engine import FakeEngine, Status, Stream
@@ -156,3 +158,29 @@ async def test_a_model_the_engine_does_not_serve_is_named(
         models = await emu.slash("models")
         await models.final()
         assert "🔴 failing" in models.text and "does not serve the model llama-9000" in models.text
+
+
+async def test_a_chat_on_the_engine_sends_the_whole_conversation_with_its_roles(
+    emu: DiscordEmulator,
+    run_bot: BotRunner,
+    engine_settings: Callable[..., Settings],
+    fake: FakeEngine,
+) -> None:
+    """Conversations take the same path: the engine gets the system prompt and the earlier
+    turns with their roles (it applies the chat template), and the thread shows its words."""
+    fake.plan(Stream(["Hello", " Ada", "."]), Stream(["Your", " name", " is", " Ada", "."]))
+    async with run_bot(engine_settings(fake.base_url, chat_temperature=0.0)):
+        opened = await emu.slash("chat", {"message": "My name is Ada."})
+        await opened.final(timeout=30)
+        thread = thread_of(opened.original)
+        first = await next_answer(emu, thread)
+        assert bot_words(first.content) == "Hello Ada."
+        asked = await emu.post_message(thread, emu.member, f"{emu.bot_user.mention} My name?")
+        second = await next_answer(emu, thread, asked)
+        assert bot_words(second.content) == "Your name is Ada."
+    messages = fake.requests[-1]["messages"]
+    assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
+    assert messages[1]["content"].endswith("My name is Ada.")
+    assert messages[2]["content"] == "Hello Ada."
+    assert messages[3]["content"].endswith("My name?")
+    assert fake.requests[-1]["temperature"] == 0

@@ -11,6 +11,7 @@ import aiohttp
 import pytest
 
 from bot.sim import DiscordEmulator, SimChannel, SimGuild
+from bot.sim.clock import SimClock, SnowflakeFactory
 from bot.sim.gateway import shard_of
 from bot.sim.harness import connected
 from tests.support.barebot import ShardedBareBot
@@ -145,3 +146,15 @@ async def test_identify_with_an_invalid_shard_is_closed_with_4010(
         closed = await ws.receive()
         assert closed.type is aiohttp.WSMsgType.CLOSE and closed.data == 4010
     assert emu.hub.live == {}
+
+
+def test_time_passing_between_reserving_and_making_an_id_keeps_its_shard() -> None:
+    clock = SimClock()
+    ids = SnowflakeFactory(clock)
+    for count in (2, 3, 5):
+        for shard_id in range(count):
+            ids.reserve_for_shard(shard_id, count)
+            clock.advance(0.013)  # the guild is made a few milliseconds later
+            made = ids.next()
+            assert shard_of(made, count) == shard_id
+            assert ids.next() > made
