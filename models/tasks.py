@@ -69,6 +69,9 @@ class TaskInfo:
     # "module:Class" of the runner per remote engine kind (ModelSpec.engine.kind): it is built
     # from the spec alone, with no model loaded here. A kind missing here cannot serve the task.
     remote_runners: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    # The model outputs the runner reads; an encoder runtime other than torch
+    # (models/onnx_runtime.py) computes these. Empty: the task runs on torch only.
+    model_outputs: tuple[str, ...] = ()
 
     def runner_class(self, backend: str = "local") -> type:
         """The runner class for ``backend`` ("local", or an engine kind); importing a local
@@ -93,7 +96,9 @@ TASKS: Mapping[Task, TaskInfo] = MappingProxyType(
             setting="HFCORD_GENERATION_MODEL",
             default_model="gpt2",
             needs_fast_tokenizer=False,
-            batching=MappingProxyType({"max_batch": 2, "queue_depth": 16}),
+            # Streams decoded together, one batched forward pass per token (see
+            # models/continuous.py): 8 at once gave 3x one stream's tokens/s on 2 shared cores.
+            batching=MappingProxyType({"max_batch": 8, "queue_depth": 32}),
             remote_runners=MappingProxyType(
                 {"openai": "models.runners.openai_chat:OpenAIChatRunner"}
             ),
@@ -109,6 +114,7 @@ TASKS: Mapping[Task, TaskInfo] = MappingProxyType(
             default_model="distilbert-base-uncased-finetuned-sst-2-english",
             needs_fast_tokenizer=False,
             batching=MappingProxyType({"max_batch": 64, "max_wait_ms": 5.0, "queue_depth": 256}),
+            model_outputs=("logits",),
         ),
         Task.NER: TaskInfo(
             Task.NER,
@@ -121,6 +127,7 @@ TASKS: Mapping[Task, TaskInfo] = MappingProxyType(
             default_model="dbmdz/bert-large-cased-finetuned-conll03-english",
             needs_fast_tokenizer=True,
             batching=MappingProxyType({"max_batch": 32, "max_wait_ms": 5.0, "queue_depth": 128}),
+            model_outputs=("logits",),
         ),
         Task.QA: TaskInfo(
             Task.QA,
@@ -135,6 +142,7 @@ TASKS: Mapping[Task, TaskInfo] = MappingProxyType(
             batching=MappingProxyType(
                 {"max_batch": 8, "forward_batch": 8, "max_wait_ms": 5.0, "queue_depth": 64}
             ),
+            model_outputs=("start_logits", "end_logits"),
         ),
         Task.EMBEDDING: TaskInfo(
             Task.EMBEDDING,
@@ -151,6 +159,7 @@ TASKS: Mapping[Task, TaskInfo] = MappingProxyType(
             batching=MappingProxyType(
                 {"max_batch": 16, "forward_batch": 32, "max_wait_ms": 5.0, "queue_depth": 128}
             ),
+            model_outputs=("last_hidden_state",),
         ),
     }
 )

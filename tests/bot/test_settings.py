@@ -194,6 +194,26 @@ def test_fair_use_settings_have_sane_defaults(monkeypatch: pytest.MonkeyPatch) -
         load(monkeypatch, HFCORD_PARSE_MEMORY_MB="10")
 
 
+def test_encoder_runtime_reaches_every_encoder_task(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from models.specs import Task
+
+    default = load(monkeypatch).model_specs()
+    assert {spec.runtime for spec in default.values()} == {"torch"}
+    settings = load(monkeypatch, HFCORD_ENCODER_RUNTIME="onnx-int8", HFCORD_DATA_DIR=str(tmp_path))
+    specs = settings.model_specs()
+    encoders = [Task.SENTIMENT, Task.NER, Task.QA, Task.EMBEDDING]
+    assert all(specs[task].runtime == "onnx-int8" for task in encoders)
+    assert all(specs[task].runtime_cache == str(tmp_path / "onnx") for task in encoders)
+    assert specs[Task.GENERATION].runtime == "torch"
+    # A per-server model (a promoted fine-tune) keeps the runtime.
+    assert specs[Task.SENTIMENT].with_model("/data/models/job-3").runtime == "onnx-int8"
+    with pytest.raises(SettingsError) as caught:
+        load(monkeypatch, HFCORD_ENCODER_RUNTIME="tensorrt")
+    assert caught.value.problems[0].startswith("HFCORD_ENCODER_RUNTIME")
+
+
 def test_openai_backend_makes_an_engine_spec(monkeypatch: pytest.MonkeyPatch) -> None:
     from models.specs import Task
 
@@ -228,11 +248,13 @@ def test_local_backend_is_the_default_and_keeps_the_local_limits(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from models.specs import Task
+    from models.tasks import task_info
 
     settings = load(monkeypatch, HFCORD_GENERATION_BASE_URL="http://127.0.0.1:8000/v1")
     spec = settings.model_specs()[Task.GENERATION]
     assert settings.generation_backend == "local" and spec.engine is None
-    assert spec.backend == "local" and spec.max_batch == 2
+    assert spec.backend == "local"
+    assert spec.max_batch == task_info(Task.GENERATION).batching["max_batch"]
 
 
 @pytest.mark.parametrize(

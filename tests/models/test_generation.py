@@ -14,6 +14,7 @@ from models.generation import GenerationSession, build_prompt_ids
 from models.registry import ModelRegistry
 from models.requests import ChatMessage, GenerationParams, GenerationRequest
 from models.specs import Task
+from tests.support.generation import alone, greedy
 from tests.support.waiting import wait_until
 
 GREEDY = GenerationParams(temperature=0.0, max_new_tokens=12)
@@ -105,32 +106,22 @@ def test_chat_template_wraps_the_prompt(tiny_chat_gpt2_dir: Path, tiny_gpt2_dir:
 def test_eos_token_stops_with_reason_stop(tiny_gpt2_dir: Path) -> None:
     model = AutoModelForCausalLM.from_pretrained(tiny_gpt2_dir).eval()
     tokenizer = AutoTokenizer.from_pretrained(tiny_gpt2_dir)
-    params = GREEDY.clamped(12)
-    request = GenerationRequest.from_prompt("Hello", params)
-    probe = GenerationSession(model, tokenizer, request, model_id="tiny")
-    probe.step(1)
-    first_token = probe.generated[0]
+    request = GenerationRequest.from_prompt("Hello", GREEDY.clamped(12))
+    first_token = tokenizer(alone(model, tokenizer, request).text)["input_ids"][0]
     # Treat that first greedy token as end-of-sequence: generation stops right there.
     session = GenerationSession(model, tokenizer, request, model_id="tiny")
     session.eos_ids = {first_token}
-    assert session.step(5) == ""
+    assert session.accept(first_token) == ""
     stats = session.stats()
     assert stats.finish_reason == "stop" and stats.new_tokens == 1 and stats.text == ""
 
 
-def test_session_matches_model_generate_for_greedy_decoding(tiny_gpt2_dir: Path) -> None:
+def test_decoding_alone_matches_model_generate_for_greedy_decoding(tiny_gpt2_dir: Path) -> None:
     import torch
 
     model = AutoModelForCausalLM.from_pretrained(tiny_gpt2_dir).eval()
     tokenizer = AutoTokenizer.from_pretrained(tiny_gpt2_dir)
-    params = GenerationParams(temperature=0.0, repetition_penalty=1.0, max_new_tokens=15).clamped(
-        15
-    )
-    session = GenerationSession(
-        model, tokenizer, GenerationRequest.from_prompt("The cat sat", params), model_id="tiny"
-    )
-    while not session.done:
-        session.step(4)
+    stats = alone(model, tokenizer, greedy("The cat sat", 15))
     ids = tokenizer("The cat sat", return_tensors="pt").input_ids
     with torch.inference_mode():
         reference = model.generate(
@@ -141,7 +132,8 @@ def test_session_matches_model_generate_for_greedy_decoding(tiny_gpt2_dir: Path)
             pad_token_id=tokenizer.eos_token_id,
         )
     expected = reference[0, ids.shape[1] :].tolist()
-    assert session.generated == expected[: len(session.generated)]
+    assert stats.new_tokens == len(expected) == 15
+    assert stats.text == tokenizer.decode(expected, skip_special_tokens=True)
 
 
 async def test_encoder_requests_run_while_a_generation_streams(registry: ModelRegistry) -> None:

@@ -126,3 +126,19 @@ async def test_smollm2_gguf_generates_with_its_chat_template(smollm2: Path) -> N
         assert cancelled.stats.new_tokens < 48
     finally:
         await reg.close()
+
+
+def test_smollm2_gguf_streams_decoded_together_match_each_alone(smollm2: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tests.support.generation import alone, greedy, run_schedule
+
+    folder, name = smollm2.parent, smollm2.name
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name).eval()
+    requests = [greedy("The capital of France is", 8), greedy("Water boils at", 6)]
+    # The second joins two steps in, while the first decodes.
+    outcomes, decoder = run_schedule(model, tokenizer, [(0, requests[0]), (2, requests[1])])
+    assert decoder.widest == 2  # a GGUF model's cache batches too
+    for request, outcome in zip(requests, outcomes, strict=True):
+        assert outcome.stats.text == alone(model, tokenizer, request).text

@@ -20,6 +20,7 @@ from models.registry import ModelRegistry
 from models.requests import GenerationParams
 from models.runners.openai_chat import OpenAIChatRunner
 from models.specs import ModelSpec, Task, default_spec
+from models.tasks import task_info
 from tests.support.engines import free_port
 from tests.support.fake_engine import FakeEngine, KeywordClassifierRunner, Stream
 from tests.support.loaders import CountingLoader
@@ -121,7 +122,8 @@ async def test_a_servers_own_model_is_local_on_top_of_an_engine_default(
 ) -> None:
     spec = await remote_registry.set_guild_override(7, Task.GENERATION, str(tiny_gpt2_dir))
     assert spec.engine is None and spec.backend == "local"
-    assert spec.max_batch == 2 and spec.queue_depth == 16  # the task's in-process limits
+    limits = task_info(Task.GENERATION).batching  # the task's in-process limits
+    assert (spec.max_batch, spec.queue_depth) == (limits["max_batch"], limits["queue_depth"])
     greedy = GenerationParams(max_new_tokens=4, temperature=0.0)
     local = await remote_registry.generate("Hi", greedy, guild_id=7).collect()
     assert local.model_id == str(tiny_gpt2_dir) and fake.requests == []
