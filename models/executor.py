@@ -60,6 +60,88 @@ def configure_torch_threads(threads: int | None) -> int:
         return wanted
 
 
+class CallThreads:
+    """Runs blocking calls one at a time, each on a new thread that ends with the call (model
+    loads: the registry's loader).
+
+    Why not a lasting worker thread: a thread that ran torch keeps its OpenMP thread team for
+    as long as it lives. With a second team alive beside a device thread's, the process has more
+    OpenMP threads than CPUs, and libgomp then lets idle threads sleep at once instead of
+    spinning briefly, so every small op on the device thread pays a wake-up: generation and
+    small encoder batches ran 3-4x slower after the first load (measured with 2 torch threads on
+    2 CPUs). A thread that ends takes its team with it.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._one_at_a_time = threading.Lock()
+        self._live: set[threading.Thread] = set()
+        self._live_lock = threading.Lock()
+        self._closed = False
+
+    async def run(self, fn: Callable[..., T], *args: object) -> T:
+        """Run ``fn(*args)`` on a thread of its own, after any call already running."""
+        if self._closed:
+            raise RuntimeError(f"{self._name} is shut down")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+
+        def settle(result: Any, error: BaseException | None) -> None:
+            if future.done():  # the caller stopped waiting
+                return
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(result)
+
+        def call() -> None:
+            try:
+                with self._one_at_a_time:
+                    if self._closed:
+                        raise RuntimeError(f"{self._name} is shut down")
+                    outcome: tuple[Any, BaseException | None] = (_with_threads(fn, *args), None)
+            except BaseException as exc:  # handed to the caller, as an executor would
+                outcome = (None, exc)
+            finally:
+                with self._live_lock:
+                    self._live.discard(threading.current_thread())
+            try:
+                loop.call_soon_threadsafe(settle, *outcome)
+            except RuntimeError:  # the loop closed while this ran: nobody waits
+                pass
+
+        thread = threading.Thread(target=call, name=self._name, daemon=True)
+        with self._live_lock:
+            self._live.add(thread)
+        thread.start()
+        return await future
+
+    @property
+    def live(self) -> int:
+        """Threads started and not yet ended."""
+        with self._live_lock:
+            return len(self._live)
+
+    def shutdown(self, *, wait: bool = True) -> None:
+        """Refuse new calls (and those still queued); wait for the running one when ``wait``."""
+        self._closed = True
+        if wait:
+            with self._live_lock:
+                threads = list(self._live)
+            for thread in threads:
+                thread.join()
+
+
+def _with_threads(fn: Callable[..., T], *args: object) -> T:
+    """``fn(*args)`` with torch's intra-op threads as this process chose (a new thread starts
+    with OpenMP's default)."""
+    if _configured_threads is not None:
+        import torch
+
+        torch.set_num_threads(_configured_threads)
+    return fn(*args)
+
+
 class DeviceExecutors:
     """A single-thread executor per device (``"cpu"``, ``"cuda:0"``...), created on first use.
 

@@ -25,7 +25,6 @@ import gc
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -42,7 +41,7 @@ from models.errors import (
     ModelsBusy,
     ModelUnavailable,
 )
-from models.executor import DeviceExecutors, configure_torch_threads
+from models.executor import CallThreads, DeviceExecutors, configure_torch_threads
 from models.handles import ModelHandle, checked_ref, status_of, to_unload
 from models.prompts import PromptCounter, counter_for
 from models.refs import (
@@ -121,7 +120,7 @@ class ModelRegistry:
         self._overrides: dict[tuple[int, Task], ModelSpec] = {}
         self._handles: dict[tuple[Any, ...], ModelHandle] = {}
         self._executors = DeviceExecutors(torch_threads)
-        self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hfcord-loader")
+        self._loader = CallThreads("hfcord-loader")  # a thread per load, see CallThreads
         self._background = BackgroundTasks()  # unloads
         self._closed = False
         for spec in self._defaults.values():
@@ -301,11 +300,10 @@ class ModelRegistry:
 
     async def _load(self, handle: ModelHandle) -> None:
         spec = handle.spec
-        loop = asyncio.get_running_loop()
         log.info("loading %s for %s", spec.model_id, spec.task)
         try:
-            ref, loaded, runner = await loop.run_in_executor(
-                self._loader, self._load_blocking, spec, handle.ref, handle.trusted
+            ref, loaded, runner = await self._loader.run(
+                self._load_blocking, spec, handle.ref, handle.trusted
             )
         except ModelError as exc:
             handle.state, handle.error, handle.failed_at = "failed", exc, time.monotonic()
@@ -378,6 +376,12 @@ class ModelRegistry:
             return executors.run(device, fn)
 
         return run
+
+    async def run_on_device(self, fn: Callable[[], T], device: str = "cpu") -> T:
+        """Run ``fn()`` on ``device``'s thread, between model calls. For benchmarks that compare
+        a bare model with the registry: torch work on a lasting thread of their own would keep
+        a second OpenMP team beside the device thread's (see ``models.executor.CallThreads``)."""
+        return await self._executors.run(device, fn)
 
     async def preload(self, tasks: Iterable[Task | str] | None = None) -> list[ModelStatus]:
         """Load the default models for ``tasks`` (all by default) now; failures are recorded
@@ -626,7 +630,7 @@ class ModelRegistry:
 
     def _shutdown_threads(self) -> None:
         self._executors.shutdown(wait=True)
-        self._loader.shutdown(wait=True, cancel_futures=True)
+        self._loader.shutdown(wait=True)
 
 
 def _release_memory(device: str) -> None:
