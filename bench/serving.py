@@ -211,7 +211,10 @@ async def bench_generation(
     )
     registry = ModelRegistry([spec], torch_threads=threads)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name).eval()
+    # Loaded and run on the registry's device thread, as the registry's own model (see main).
+    model = await registry.run_on_device(
+        lambda: AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name).eval()
+    )
     text = tokenizer.apply_chat_template(
         [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False
     )
@@ -237,15 +240,13 @@ async def bench_generation(
 
     try:
         await registry.preload()
-        bare()
+        await registry.run_on_device(bare)
         await served()  # warm-up both
         bare_tps: list[float] = []
         served_tps: list[float] = []
-        loop = asyncio.get_running_loop()
         for _ in range(rounds):
-            # Run the bare loop off the event loop too, on its own thread (the registry's
-            # executor is busy only with registry work).
-            bare_tps.append(await loop.run_in_executor(None, bare))
+            # The bare loop runs on the registry's device thread too, between its jobs.
+            bare_tps.append(await registry.run_on_device(bare))
             served_tps.append(await served())
     finally:
         await registry.close()
@@ -403,23 +404,34 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "max_batch": spec.max_batch,
         "forward_batch": spec.forward_batch,
     }
-    classifier = make_pipeline(model_dir)
-    raw = make_raw(model_dir)
     registry = ModelRegistry([spec], torch_threads=args.threads)
     serial: list[float] = []
     served: list[dict[str, float]] = []
     raw_sorted: list[float] = []
     raw_unsorted: list[float] = []
     try:
+        # The bare models load and run on the registry's device thread too, as the registry's
+        # own do: a second thread running torch would slow both (see CallThreads).
+        on_device = registry.run_on_device
+        classifier = await on_device(lambda: make_pipeline(model_dir))
+        raw = await on_device(lambda: make_raw(model_dir))
         await registry.preload()
         await asyncio.gather(*(registry.classify(s) for s in sentences[:64]))  # warm-up
         # Alternate the three modes each round and keep each one's best round: other processes
         # on the machine slow whichever mode they happen to overlap.
         for _ in range(args.rounds):
-            serial.append(bench_serial(classifier, sentences))
+            serial.append(await on_device(lambda: bench_serial(classifier, sentences)))
             served.append(await bench_registry(registry, sentences))
-            raw_sorted.append(bench_raw_batched(raw, sentences, spec.forward_batch, sort=True))
-            raw_unsorted.append(bench_raw_batched(raw, sentences, spec.max_batch, sort=False))
+            raw_sorted.append(
+                await on_device(
+                    lambda: bench_raw_batched(raw, sentences, spec.forward_batch, sort=True)
+                )
+            )
+            raw_unsorted.append(
+                await on_device(
+                    lambda: bench_raw_batched(raw, sentences, spec.max_batch, sort=False)
+                )
+            )
         batcher = registry._handles[spec.key].batcher
         assert batcher is not None
         result["registry_mean_batch"] = batcher.items_run / max(1, batcher.batches_run)
