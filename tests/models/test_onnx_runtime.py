@@ -213,8 +213,9 @@ def test_int8_keeps_the_measured_sensitive_layer_in_fp32(
     loaded = _load(Task.SENTIMENT, tiny_sentiment_dir, shared_cache, "onnx-int8")
     assert isinstance(loaded.model, OnnxEncoder)
     folder = cache_folder(shared_cache, loaded.spec)
-    kept = onnx_runtime.int8_exclusions(folder / onnx_runtime.FP32_FILE)
-    assert len(kept) == 1  # layer 0's feed-forward output, of 2 layers x 6 weight MatMuls
+    # The float MatMuls of the int8 graph made by the module the pattern names.
+    kept = onnx_runtime.int8_exclusions(folder / onnx_runtime.INT8_FILE)
+    assert len(kept) == 1  # layer 0's feed-forward output
     graph = onnx.load(str(folder / onnx_runtime.INT8_FILE)).graph
     float_matmuls = {node.name for node in graph.node if node.op_type == "MatMul"}
     quantized = {
@@ -223,4 +224,42 @@ def test_int8_keeps_the_measured_sensitive_layer_in_fp32(
         if node.op_type in {"MatMulInteger", "DynamicQuantizeMatMul"}
     }
     assert set(kept) <= float_matmuls and not set(kept) & quantized
-    assert len(quantized) >= 11  # every other weight MatMul is int8
+    # Every other weight MatMul is int8 (2 layers x 6, less the kept one), the query, key and
+    # value projections included: int8's graph fuses attention only as far as
+    # MultiHeadAttention, which takes them as inputs (fp32's packs them into Attention).
+    assert len(quantized) >= 11
+    ops = [node.op_type for node in graph.node]
+    assert ops.count("MultiHeadAttention") == 2 and "Attention" not in ops
+
+
+def test_the_export_is_fused_for_onnx_runtime(tiny_sentiment_dir: Path, shared_cache: Path) -> None:
+    import onnx
+
+    loaded = _load(Task.SENTIMENT, tiny_sentiment_dir, shared_cache, "onnx")
+    assert isinstance(loaded.model, OnnxEncoder)
+    graph = onnx.load(str(cache_folder(shared_cache, loaded.spec) / onnx_runtime.FP32_FILE)).graph
+    ops = [node.op_type for node in graph.node]
+    assert ops.count("Attention") == 2  # one per layer
+    assert "SkipLayerNormalization" in ops and "Softmax" not in ops
+
+
+def test_a_graph_that_cannot_be_fused_serves_unfused(
+    tiny_sentiment_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from onnxscript.rewriter import ort_fusions
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise ValueError("pattern mismatch")
+
+    monkeypatch.setattr(ort_fusions, "optimize_for_ort", broken)
+    loaded = _load(Task.SENTIMENT, tiny_sentiment_dir, tmp_path, "onnx")
+    assert isinstance(loaded.model, OnnxEncoder)
+    reference = load_model(
+        default_spec(Task.SENTIMENT, str(tiny_sentiment_dir)),
+        ModelRef(kind="local", location=str(tiny_sentiment_dir)),
+    )
+    _assert_close(
+        _outputs(reference, Task.SENTIMENT),
+        _outputs(loaded, Task.SENTIMENT),
+        onnx_runtime.TOLERANCES["onnx"],
+    )
