@@ -4,12 +4,13 @@
 NER, QA, embeddings) run their forward pass:
 
 - ``torch``: the transformers model itself;
-- ``onnx``: the model exported to ONNX (``torch.onnx.export``, the dynamo exporter) and run by
-  ONNX Runtime in fp32: the same answers (on the project's loaded 2-core machine, no faster than
+- ``onnx``: the model exported to ONNX (``torch.onnx.export``, the dynamo exporter), its
+  attention, layer norms and GELUs fused into ONNX Runtime's own ops (:func:`fuse_for_ort`),
+  run by ONNX Runtime in fp32: the same answers (on the project's 2-core machine, as fast as
   torch; measure with bench/serving.py);
 - ``onnx-int8``: that export with its matrix multiplications quantized to int8 (ONNX Runtime's
   dynamic quantization, per-channel weights), except the ones measured to cost accuracy (see
-  :data:`INT8_FP32_MODULES`): 1.5x torch there, answers within a small tolerance.
+  :data:`INT8_FP32_MODULES`): 1.3-1.65x torch there, answers within a small tolerance.
 
 :func:`prepare_runtime` does it for a model just loaded by torch: the conversion is kept in
 ``ModelSpec.runtime_cache`` in a folder per model, beside the fingerprint of the weights it was
