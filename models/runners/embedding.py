@@ -101,6 +101,11 @@ def _finder(model: Any, spec: ModelSpec) -> Callable[[str], Path | None]:
     return from_hub
 
 
+def model_pooling(model: Any, spec: ModelSpec) -> PoolingConfig:
+    """How ``model`` (serving ``spec``) pools its token states into one vector."""
+    return pooling_config(_finder(model, spec))
+
+
 def pool(hidden: torch.Tensor, mask: torch.Tensor, mode: PoolingMode) -> torch.Tensor:
     """One unit-length vector per row of ``hidden`` (batch, tokens, dim) under ``mask``."""
     if mode == "cls":
@@ -120,7 +125,7 @@ class EmbeddingRunner:
         self.model = model
         self.tokenizer = tokenizer
         self.spec = spec
-        self.config = pooling_config(_finder(model, spec))
+        self.config = model_pooling(model, spec)
         limit = model_max_length(model, tokenizer)
         self.max_length = min(self.config.max_seq_length or limit, limit)
         self.inputs = input_names(model)

@@ -263,3 +263,43 @@ def test_a_graph_that_cannot_be_fused_serves_unfused(
         _outputs(loaded, Task.SENTIMENT),
         onnx_runtime.TOLERANCES["onnx"],
     )
+
+
+class _Shifted:
+    """Stands in for a converted encoder: torch's token states, with a shift added to one real
+    token of each row and taken from another, so the mean-pooled sentence vectors stay torch's
+    while single tokens move far."""
+
+    def __init__(self, model: Any, shift: float) -> None:
+        self.model = model
+        self.shift = shift
+        self.inputs = ("input_ids", "attention_mask")
+        self.outputs = ("last_hidden_state",)
+
+    def __call__(self, **feeds: torch.Tensor) -> Any:
+        with torch.no_grad():
+            hidden = self.model(**feeds).last_hidden_state
+        hidden[:, 0] += self.shift
+        hidden[:, 1] -= self.shift
+        return type("Output", (), {"last_hidden_state": hidden})()
+
+
+def test_an_embedding_model_is_checked_on_its_sentence_vectors(tmp_path: Path) -> None:
+    folder = build_tiny_embedding(tmp_path / "model")
+    loaded = load_model(
+        default_spec(Task.EMBEDDING, str(folder)), ModelRef(kind="local", location=str(folder))
+    )
+    spec = default_spec(Task.EMBEDDING, str(folder), runtime="onnx-int8")
+    model, tokenizer = loaded.model, loaded.tokenizer
+    # Token states far apart, sentence vectors equal: what users receive is the same.
+    assert onnx_runtime.check(model, _Shifted(model, 3.0), tokenizer, spec) is None  # type: ignore[arg-type]
+
+    # A shift the pooling does not cancel still fails the check.
+    class _Drifted(_Shifted):
+        def __call__(self, **feeds: torch.Tensor) -> Any:
+            out = super().__call__(**feeds)
+            out.last_hidden_state[:, 1] += 2 * self.shift  # now both tokens move up
+            return out
+
+    problem = onnx_runtime.check(model, _Drifted(model, 3.0), tokenizer, spec)  # type: ignore[arg-type]
+    assert problem is not None and problem.startswith("vector differs")
