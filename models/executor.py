@@ -69,7 +69,7 @@ class CallThreads:
     OpenMP threads than CPUs, and libgomp then lets idle threads sleep at once instead of
     spinning briefly, so every small op on the device thread pays a wake-up: after the first
     load, generation ran 1.7x slower, encoder batches 1.5x, a loop of small ops 4x (measured with
-    2 torch threads on 2 CPUs). A thread that ends takes its team with it.
+    2 torch threads on 2 CPUs; bench/threads.py). A thread that ends takes its team with it.
     """
 
     def __init__(self, name: str) -> None:
